@@ -1,0 +1,2 @@
+// assemble: see docs/decoder.md (being written)
+#include "view.hpp"

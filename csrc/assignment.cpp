@@ -1,0 +1,2 @@
+// assignment: see docs/decoder.md (being written)
+#include "view.hpp"

@@ -1,0 +1,2 @@
+// decoder: see docs/decoder.md (being written)
+#include "view.hpp"

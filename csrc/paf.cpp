@@ -1,0 +1,2 @@
+// paf: see docs/decoder.md (being written)
+#include "view.hpp"

@@ -1,0 +1,2 @@
+// peaks: see docs/decoder.md (being written)
+#include "view.hpp"

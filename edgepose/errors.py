@@ -1,0 +1,31 @@
+"""edgepose's exceptions.
+
+Every error a user can cause is an :class:`EdgePoseError` (or a ``ValueError`` raised at the
+C++ boundary for bad arrays) with a message that names the file or argument and the problem.
+"""
+
+from __future__ import annotations
+
+
+class EdgePoseError(Exception):
+    """Base class of every error edgepose raises on purpose."""
+
+
+class ModelFormatError(EdgePoseError, ValueError):
+    """A model file is missing, truncated, corrupt or of an unsupported kind."""
+
+
+class DecryptionError(ModelFormatError):
+    """An encrypted TAO file could not be decrypted (wrong key or not a TAO model file)."""
+
+
+class BackendUnavailable(EdgePoseError, RuntimeError):
+    """The requested backend cannot run here; the message says what to install."""
+
+
+class SpecError(EdgePoseError, ValueError):
+    """A model description (ModelSpec) is inconsistent with the model or the input."""
+
+
+class InputError(EdgePoseError, ValueError):
+    """An input (image, frame, array) cannot be used as given."""
