@@ -1,0 +1,125 @@
+"""The package's plain values: version, topology, DecoderConfig, Poses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgepose
+from edgepose import BODYPOSENET, DecoderConfig, Poses, Topology
+from edgepose.topology import COCO17_KEYPOINTS, coco17_to_topology
+
+
+def test_one_version_everywhere():
+    from edgepose import _decoder
+
+    assert _decoder.__version__ == edgepose.__version__
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert meta["project"]["dynamic"] == ["version"]  # read from edgepose/_version.py, nowhere else
+
+
+def test_bodyposenet_layout_matches_tao():
+    t = BODYPOSENET
+    assert (t.num_keypoints, t.num_limbs, t.heatmap_channels, t.paf_channel_count) == (18, 19, 19, 38)
+    assert t.limbs[0] == (1, 8) and t.limbs[9] == (2, 16) and t.limbs[18] == (15, 17)
+    assert t.paf_channels[7] == (14, 15)
+    assert t.starts_person[:17] == (True,) * 17 and t.starts_person[17:] == (False, False)
+    rows = t.limb_array()
+    assert rows.shape == (19, 4) and rows.dtype == np.int32
+    # COCO-17 by name: every COCO keypoint maps to the BodyPoseNet keypoint of the same name
+    for coco_name, i in zip(COCO17_KEYPOINTS, t.to_coco17):
+        assert t.keypoints[i] == coco_name
+    # flip pairs swap left and right names
+    for a, b in t.flip_pairs:
+        assert t.keypoints[a].replace("right", "left") == t.keypoints[b]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(limbs=((0, 0),)), "not a pair"),
+        (dict(limbs=((0, 5),)), "not a pair"),
+        (dict(paf_channels=((0, 0),)), "exactly once"),
+        (dict(starts_person=()), "starts_person"),
+    ],
+)
+def test_topology_rejects_inconsistent_tables(kwargs, message):
+    base = dict(name="t", keypoints=("a", "b"), limbs=((0, 1),), paf_channels=((0, 1),), starts_person=(True,))
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        Topology(**base)
+
+
+def test_neck_is_synthesised_from_both_shoulders():
+    coco = np.zeros((2, 17, 3), np.float32)
+    coco[0, 5] = (10, 20, 2)  # left shoulder
+    coco[0, 6] = (30, 40, 1)  # right shoulder
+    coco[1, 5] = (10, 20, 2)  # one shoulder only: no neck
+    out = coco17_to_topology(coco)
+    assert out.shape == (2, 18, 3)
+    np.testing.assert_allclose(out[0, 1], (20, 30, 1))
+    np.testing.assert_allclose(out[0, 5], (10, 20, 2))
+    np.testing.assert_allclose(out[0, 2], (30, 40, 1))
+    assert (out[1, 1] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("peak_threshold", float("nan")),
+        ("nms_radius", -1),
+        ("max_peaks", 0),
+        ("paf_samples", 1),
+        ("max_paf_samples", 5),
+        ("min_sample_fraction", 1.5),
+        ("refine", "cubic"),
+        ("matching", "hungarian?"),
+        ("person_score", "max"),
+        ("min_parts", 0),
+        ("max_persons", 0),
+    ],
+)
+def test_decoder_config_rejects_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        DecoderConfig().replace(**{field: value})
+
+
+def test_decoder_config_presets():
+    tao = DecoderConfig.tao()
+    assert (tao.peak_threshold, tao.paf_threshold, tao.paf_samples, tao.min_parts, tao.min_person_score) == (
+        0.1, 0.05, 10, 4, 0.4)
+    assert tao.refine == "none" and tao.matching == "greedy"
+    assert DecoderConfig.ideal().min_parts == 1
+    assert json.loads(json.dumps(DecoderConfig().to_dict())) == DecoderConfig().to_dict()
+
+
+def test_poses_value_semantics():
+    kp = np.zeros((3, 18, 3), np.float32)
+    kp[:, 0] = [[1, 2, 0.9], [3, 4, 0.8], [5, 6, 0.7]]
+    p = Poses(kp, np.array([0.9, 0.8, 0.7]))
+    assert len(p) == 3 and p.keypoints.dtype == np.float32
+    assert len(p[1:]) == 2 and len(p[0]) == 1 and len(p[np.array([True, False, True])]) == 2
+    assert p.visible.sum() == 3
+    assert len(Poses.empty()) == 0 and Poses.empty().keypoints.shape == (0, 18, 3)
+    coco = p.to_coco(image_id=7)
+    assert len(coco) == 3 and len(coco[0]["keypoints"]) == 51 and coco[0]["image_id"] == 7
+    assert coco[0]["keypoints"][:3] == [1.0, 2.0, 1.0]
+    assert json.loads(json.dumps(p.to_dict()))["persons"][2]["keypoints"][0] == [5.0, 6.0, pytest.approx(0.7)]
+    with pytest.raises(ValueError, match="expected shape"):
+        Poses(np.zeros((2, 17, 3)), np.zeros(2))
+    with pytest.raises(ValueError, match="scores"):
+        Poses(kp, np.zeros(2))
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, edgepose; print(any(m.startswith(('onnxruntime', 'cv2', 'tensorrt', 'cuda')) for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
