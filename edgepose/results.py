@@ -97,6 +97,12 @@ class Poses:
             })
         return out
 
+    def draw(self, frame: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """The skeletons drawn on a copy of ``frame``; see :func:`edgepose.draw.draw` for ``kwargs``."""
+        from .draw import draw
+
+        return draw(frame, self, **kwargs)
+
     def to_dict(self) -> Dict[str, Any]:
         """JSON-serialisable form: topology name and one entry per person."""
         return {
