@@ -1,12 +1,239 @@
-// The only translation units that include pybind11: bindings.cpp (decoder) and bindings_render.cpp.
+// edgepose._decoder: numpy <-> MapView for the decoder. The only decoder file that includes
+// pybind11 (bindings_render.cpp does the same for the renderer). Every check on the arrays lives
+// here, once per batch, and fails as ValueError (std::invalid_argument) naming the argument.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "decoder.hpp"
 
 namespace py = pybind11;
+using edgepose::DType;
+using edgepose::MapView;
 
 void bind_render(py::module_& m);  // bindings_render.cpp
+
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
+
+// A batch of maps as a MapView of image 0 plus the element stride between images.
+struct BatchView {
+  MapView view;
+  std::ptrdiff_t batch = 0;
+  std::ptrdiff_t stride_b = 0;  // in elements
+
+  MapView image(std::ptrdiff_t b) const {
+    MapView v = view;
+    const std::size_t item = view.dtype == DType::F32 ? 4 : 2;
+    v.data = static_cast<const char*>(view.data) + b * stride_b * static_cast<std::ptrdiff_t>(item);
+    return v;
+  }
+};
+
+BatchView batch_view(const py::array& a, const char* name, bool nchw) {
+  const py::dtype dt = a.dtype();
+  DType dtype;
+  if (dt.kind() == 'f' && dt.itemsize() == 4) {
+    dtype = DType::F32;
+  } else if (dt.kind() == 'f' && dt.itemsize() == 2) {
+    dtype = DType::F16;
+  } else {
+    fail(std::string(name) + ": dtype must be float16 or float32, got " + std::string(py::str(dt)));
+  }
+  if (dt.byteorder() == '>') fail(std::string(name) + ": big-endian arrays are not supported; convert to native order");
+  if (a.ndim() != 4) {
+    fail(std::string(name) + ": expected a 4-D batch (B, H, W, C) or (B, C, H, W), got " + std::to_string(a.ndim()) +
+         "-D");
+  }
+  const auto item = static_cast<std::ptrdiff_t>(dt.itemsize());
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(item) != 0) {
+    fail(std::string(name) + ": the array's data is not aligned to its element size; pass a copy");
+  }
+  std::ptrdiff_t es[4];
+  for (int d = 0; d < 4; ++d) {
+    if (a.strides(d) % item != 0) {
+      fail(std::string(name) + ": strides must be multiples of the element size; pass a copy");
+    }
+    es[d] = a.strides(d) / item;
+  }
+  BatchView bv;
+  bv.batch = a.shape(0);
+  bv.stride_b = es[0];
+  MapView& v = bv.view;
+  v.data = a.data();
+  v.dtype = dtype;
+  // Logical (H, W, C) whatever the layout: NCHW is only other strides.
+  const int h = nchw ? 2 : 1, w = nchw ? 3 : 2, c = nchw ? 1 : 3;
+  v.height = a.shape(h);
+  v.width = a.shape(w);
+  v.channels = a.shape(c);
+  v.stride_h = es[h];
+  v.stride_w = es[w];
+  v.stride_c = es[c];
+  return bv;
+}
+
+edgepose::DecoderConfig config_from_dict(const py::dict& d) {
+  edgepose::DecoderConfig c;
+  auto choice = [](const py::handle& v, const char* field, std::initializer_list<const char*> names) -> int {
+    const std::string s = py::cast<std::string>(v);
+    int i = 0;
+    std::string allowed;
+    for (const char* n : names) {
+      if (s == n) return i;
+      allowed += (i ? ", " : "") + std::string(n);
+      ++i;
+    }
+    fail(std::string("config: ") + field + " must be one of " + allowed + ", got '" + s + "'");
+  };
+  for (const auto& item : d) {
+    const std::string key = py::cast<std::string>(item.first);
+    const py::handle v = item.second;
+    try {
+      if (key == "peak_threshold") c.peak_threshold = py::cast<double>(v);
+      else if (key == "nms_radius") c.nms_radius = py::cast<int>(v);
+      else if (key == "refine")
+        c.refine = static_cast<edgepose::Refine>(choice(v, "refine", {"none", "centroid", "quadratic", "gaussian"}));
+      else if (key == "max_peaks") c.max_peaks = py::cast<int>(v);
+      else if (key == "paf_samples") c.paf_samples = py::cast<int>(v);
+      else if (key == "paf_sample_step") c.paf_sample_step = py::cast<double>(v);
+      else if (key == "max_paf_samples") c.max_paf_samples = py::cast<int>(v);
+      else if (key == "paf_threshold") c.paf_threshold = py::cast<double>(v);
+      else if (key == "min_sample_fraction") c.min_sample_fraction = py::cast<double>(v);
+      else if (key == "limb_score")
+        c.limb_score = static_cast<edgepose::LimbScore>(choice(v, "limb_score", {"mean", "mean_passing"}));
+      else if (key == "length_prior") c.length_prior = py::cast<double>(v);
+      else if (key == "min_limb_score") c.min_limb_score = py::cast<double>(v);
+      else if (key == "matching")
+        c.matching = static_cast<edgepose::Matching>(choice(v, "matching", {"greedy", "optimal"}));
+      else if (key == "peak_score_weight") c.peak_score_weight = py::cast<double>(v);
+      else if (key == "assembly_order")
+        c.assembly_order = static_cast<edgepose::AssemblyOrder>(choice(v, "assembly_order", {"limb", "score"}));
+      else if (key == "merge") c.merge = py::cast<bool>(v);
+      else if (key == "min_parts") c.min_parts = py::cast<int>(v);
+      else if (key == "min_person_score") c.min_person_score = py::cast<double>(v);
+      else if (key == "person_score")
+        c.person_score = static_cast<edgepose::PersonScore>(choice(v, "person_score", {"mean", "tao", "mean_parts"}));
+      else if (key == "max_persons") c.max_persons = py::cast<int>(v);
+      else fail("config: unknown field '" + key + "'");
+    } catch (const py::cast_error&) {
+      fail("config: field '" + key + "' has the wrong type (" + std::string(py::str(py::type::of(v))) + ")");
+    }
+  }
+  return c;
+}
+
+// The Python-facing decoder: an edgepose::Decoder plus a mutex, so that two Python threads
+// sharing one object take turns instead of racing on its scratch.
+class PyDecoder {
+ public:
+  PyDecoder(const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& limbs,
+            const py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>& starts_person,
+            std::int32_t num_keypoints, const py::dict& config)
+      : decoder_(make_limbs(limbs, starts_person), num_keypoints, config_from_dict(config)) {}
+
+  py::list decode(const py::array& heatmap, const py::array& paf, double heatmap_stride, double paf_stride,
+                  const std::string& layout) {
+    if (layout != "NHWC" && layout != "NCHW") fail("layout must be 'NHWC' or 'NCHW', got '" + layout + "'");
+    const bool nchw = layout == "NCHW";
+    const BatchView hb = batch_view(heatmap, "heatmap", nchw);
+    const BatchView pb = batch_view(paf, "paf", nchw);
+    if (hb.batch != pb.batch) {
+      fail("heatmap and paf batch sizes differ: " + std::to_string(hb.batch) + " vs " + std::to_string(pb.batch));
+    }
+    decoder_.check_maps(hb.view, pb.view, heatmap_stride, paf_stride);
+
+    std::vector<edgepose::Result> results(static_cast<std::size_t>(hb.batch));
+    {
+      py::gil_scoped_release release;
+      // Values: one branch-free scan per distinct image (a batch axis of stride 0 is one image).
+      for (const BatchView* bv : {&hb, &pb}) {
+        const std::ptrdiff_t distinct = bv->stride_b == 0 ? std::min<std::ptrdiff_t>(bv->batch, 1) : bv->batch;
+        for (std::ptrdiff_t b = 0; b < distinct; ++b) {
+          if (!edgepose::all_finite(bv->image(b))) {
+            const char* name = bv == &hb ? "heatmap" : "paf";
+            throw std::invalid_argument(std::string(name) + ": contains NaN or infinity (image " + std::to_string(b) +
+                                        ")");
+          }
+        }
+      }
+      const std::lock_guard<std::mutex> lock(mutex_);
+      for (std::ptrdiff_t b = 0; b < hb.batch; ++b) {
+        decoder_.decode(hb.image(b), pb.image(b), heatmap_stride, paf_stride, results[static_cast<std::size_t>(b)]);
+      }
+    }
+    py::list out;
+    const auto n = static_cast<py::ssize_t>(decoder_.num_keypoints());
+    for (const edgepose::Result& r : results) {
+      const auto m = static_cast<py::ssize_t>(r.num_persons);
+      py::array_t<float> kp({m, n, py::ssize_t{3}});
+      py::array_t<float> sc({m});
+      if (m > 0) {
+        std::copy(r.keypoints.begin(), r.keypoints.end(), kp.mutable_data());
+        std::copy(r.scores.begin(), r.scores.end(), sc.mutable_data());
+      }
+      out.append(py::make_tuple(kp, sc));
+    }
+    return out;
+  }
+
+  std::int32_t num_keypoints() const { return decoder_.num_keypoints(); }
+  std::int32_t num_limbs() const { return decoder_.num_limbs(); }
+
+ private:
+  static std::vector<edgepose::Limb> make_limbs(
+      const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& limbs,
+      const py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>& starts_person) {
+    if (limbs.ndim() != 2 || limbs.shape(1) != 4) {
+      fail("limbs: expected shape (K, 4) with rows from, to, paf_x, paf_y");
+    }
+    const py::ssize_t k = limbs.shape(0);
+    if (starts_person.ndim() != 1 || starts_person.shape(0) != k) {
+      fail("starts_person: expected shape (" + std::to_string(k) + ",), one flag per limb");
+    }
+    std::vector<edgepose::Limb> out(static_cast<std::size_t>(k));
+    const auto L = limbs.unchecked<2>();
+    const auto S = starts_person.unchecked<1>();
+    for (py::ssize_t i = 0; i < k; ++i) {
+      out[i] = {L(i, 0), L(i, 1), L(i, 2), L(i, 3), S(i) != 0};
+    }
+    return out;
+  }
+
+  edgepose::Decoder decoder_;
+  std::mutex mutex_;
+};
+
+}  // namespace
 
 PYBIND11_MODULE(_decoder, m) {
   m.doc() = "edgepose's C++ pose decoder and ground-truth renderer (private; use edgepose.decode)";
   m.attr("__version__") = EDGEPOSE_VERSION;
+  m.attr("MAX_MAP_CELLS") = edgepose::kMaxMapCells;
+  m.attr("MAX_LIMB_PEAKS") = edgepose::kMaxLimbPeaks;
+
+  py::class_<PyDecoder>(m, "Decoder", "The C++ decoder of docs/decoder.md for one topology and configuration.")
+      .def(py::init<const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>&,
+                    const py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>&, std::int32_t,
+                    const py::dict&>(),
+           py::arg("limbs"), py::arg("starts_person"), py::arg("num_keypoints"), py::arg("config") = py::dict(),
+           "limbs: (K, 4) int32 rows from, to, paf_x, paf_y; starts_person: (K,) flags; config: DecoderConfig "
+           "fields as a dict (missing fields take their defaults).")
+      .def("decode", &PyDecoder::decode, py::arg("heatmap"), py::arg("paf"), py::arg("heatmap_stride"),
+           py::arg("paf_stride"), py::arg("layout") = "NHWC",
+           "Decode a batch: heatmap (B, H, W, N+1) and paf (B, Hp, Wp, 2K) (or NCHW), float16/float32. Returns a "
+           "list of B (keypoints (M, N, 3) float32, scores (M,) float32). Releases the GIL.")
+      .def_property_readonly("num_keypoints", &PyDecoder::num_keypoints)
+      .def_property_readonly("num_limbs", &PyDecoder::num_limbs);
+
   bind_render(m);
 }
