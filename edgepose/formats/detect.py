@@ -1,0 +1,166 @@
+"""Tell a model file's kind by its content: ONNX, TensorRT engine, TAO ``.etlt`` or unknown.
+
+The suffix is never trusted (``model.engine`` may be an ONNX file and ``model.onnx`` an engine); it
+only helps to word an error message. Only the first bytes are read.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Union
+
+from ..errors import BackendUnavailable, ModelFormatError
+
+__all__ = ["ModelFormat", "ModelSource", "detect_format", "read_head", "source_name", "require_onnx"]
+
+ModelSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+"""A model given as a path or as the model file's bytes."""
+
+_HEAD = 64  # bytes read to decide
+
+# A serialized TensorRT plan starts with this tag ("ftrt" for TensorRT 8 and later).
+_TRT_MAGIC = (b"ftrt", b"ptrt")
+
+# Tags of the fields of onnx.ModelProto (field number << 3 | wire type) that may follow ir_version:
+# producer_name 2, producer_version 3, domain 4, model_version 5 (varint), doc_string 6, graph 7,
+# opset_import 8, metadata_props 14, training_info 20 (two-byte tag 0xa2 0x01), functions 25 (0xca 0x01).
+_ONNX_NEXT_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA})
+
+
+class ModelFormat(str, Enum):
+    """The kinds of model file edgepose knows."""
+
+    ONNX = "onnx"
+    ENGINE = "engine"  # a serialized TensorRT plan (possibly behind an Ultralytics-style JSON header)
+    ETLT = "etlt"  # TAO's encrypted export: int32 name length, name, 16-byte nonce, ciphertext
+    UNKNOWN = "unknown"
+
+
+def source_name(model: ModelSource) -> str:
+    """How to name ``model`` in messages: its path, or ``<N bytes>``."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return f"<{len(model)} bytes>"
+    return os.fspath(model)
+
+
+def read_head(model: ModelSource, size: int = _HEAD) -> bytes:
+    """The first ``size`` bytes of ``model``.
+
+    Raises:
+        ModelFormatError: the path does not exist, is a directory or cannot be read.
+    """
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model[:size])
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelFormatError(f"model: expected a path or bytes, got {type(model).__name__}")
+    path = Path(model)
+    if not path.exists():
+        raise ModelFormatError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelFormatError(f"model path is a directory, not a model file: {path}")
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as e:
+        raise ModelFormatError(f"cannot read model file {path}: {e.strerror or e}") from e
+
+
+def _varint(buf: bytes, pos: int):
+    """Decode a protobuf varint at ``pos``: (value, next position), or (None, pos) when cut short."""
+    value, shift = 0, 0
+    while pos < len(buf) and shift < 64:
+        b = buf[pos]
+        value |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    return None, pos
+
+
+def _looks_onnx(head: bytes) -> bool:
+    # Every exporter writes ir_version (field 1, varint: tag 0x08) first; its value is small and the
+    # next byte starts another ModelProto field. A graph-first file (0x3a) is accepted as well.
+    if len(head) < 3:
+        return False
+    if head[0] == 0x3A:
+        return True
+    if head[0] != 0x08:
+        return False
+    ir, pos = _varint(head, 1)
+    return ir is not None and 1 <= ir <= 64 and pos < len(head) and head[pos] in _ONNX_NEXT_TAGS
+
+
+def _looks_engine(head: bytes) -> bool:
+    if head[:4] in _TRT_MAGIC:
+        return True
+    # Ultralytics writes uint32 little-endian JSON length, the JSON, then the plan.
+    if len(head) >= 5 and head[4:5] == b"{":
+        n = int.from_bytes(head[:4], "little")
+        return 4 + n + 4 <= len(head) and head[4 + n: 8 + n] in _TRT_MAGIC
+    return False
+
+
+def _looks_etlt(head: bytes) -> bool:
+    # int32 LE name length N, N bytes of input-node name, 16-byte nonce, ciphertext. N == 0 for an
+    # ONNX payload (an ONNX file never starts with a zero byte); a UFF payload names its input node.
+    if len(head) < 4 + 16 + 1:
+        return False
+    n = int.from_bytes(head[:4], "little")
+    if n == 0:
+        return True
+    if n > len(head) - 4 - 16 - 1 or n > 255:
+        return False
+    name = head[4: 4 + n]
+    return all(32 < c < 127 for c in name)
+
+
+def detect_format(model: ModelSource) -> ModelFormat:
+    """The :class:`ModelFormat` of ``model`` (a path or bytes), judged by its first bytes.
+
+    Raises:
+        ModelFormatError: a path that does not exist or cannot be read, or an empty model.
+    """
+    head = read_head(model)
+    if not head:
+        raise ModelFormatError(f"model {source_name(model)} is empty")
+    if _looks_engine(head):
+        return ModelFormat.ENGINE
+    if _looks_onnx(head):
+        return ModelFormat.ONNX
+    if _looks_etlt(head):
+        return ModelFormat.ETLT
+    return ModelFormat.UNKNOWN
+
+
+def require_onnx(model: ModelSource, backend: str) -> None:
+    """Raise a clear error unless ``model`` is an ONNX file that ``backend`` can load.
+
+    Raises:
+        BackendUnavailable: a TensorRT engine (it needs the TensorRT backend).
+        ModelFormatError: a TAO ``.etlt`` (decryption is not supported yet) or an unknown file.
+    """
+    fmt = detect_format(model)
+    where = source_name(model)
+    if fmt is ModelFormat.ONNX:
+        return
+    if fmt is ModelFormat.ENGINE:
+        raise BackendUnavailable(
+            f"{where} is a serialized TensorRT engine; the {backend} backend runs ONNX models only, and "
+            "edgepose's TensorRT backend is not available yet. Pass the ONNX model the engine was built from."
+        )
+    if fmt is ModelFormat.ETLT:
+        raise ModelFormatError(
+            f"{where} is an encrypted TAO .etlt model; loading .etlt files is not supported yet. "
+            "Export the model to ONNX with TAO (tao model bpnet export) and pass the .onnx file."
+        )
+    hint = ""
+    suffix = "" if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).suffix.lower()
+    if suffix == ".tlt":
+        hint = " (.tlt training checkpoints cannot be run; export the model to ONNX with TAO)"
+    raise ModelFormatError(
+        f"{where} is not a model edgepose recognises (expected ONNX, a TensorRT engine or a TAO .etlt; "
+        f"it starts with bytes {read_head(model, 8).hex(' ')}){hint}"
+    )
