@@ -1,0 +1,203 @@
+"""Helpers shared by the ``edgepose`` subcommands: model options, output checks, image reading,
+stderr reporting and a small progress bar.
+
+Only the standard library, numpy and OpenCV are imported here; the model runtime is imported when
+a command opens a model, so ``edgepose --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, List, Optional, Tuple, Union
+
+from ..errors import EdgePoseError, InputError
+
+__all__ = [
+    "CLIError",
+    "IMAGE_EXTENSIONS",
+    "add_model_options",
+    "open_model",
+    "check_new_file",
+    "list_images",
+    "read_image",
+    "Reporter",
+    "one_line",
+    "positive_int",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class CLIError(EdgePoseError):
+    """A mistake in the command line (a missing file, an output that exists, ...)."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _input_size(text: str) -> Union[int, Tuple[int, int]]:
+    """``HxW`` (e.g. ``368x656``) -> (height, width); ``H`` alone -> the target height (aspect kept)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT or HEIGHTxWIDTH such as 368 or 368x656, got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, model_flag: bool = True) -> None:
+    """The options every model-running command shares: --model, --backend, --threads, --input-size, --spec."""
+    if model_flag:
+        parser.add_argument("--model", "-m", required=True, metavar="M", help="model file (.onnx, .etlt, .engine)")
+    parser.add_argument("--backend", "-b", default="auto", metavar="B",
+                        help="inference backend: auto (default), onnxruntime, tensorrt")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="CPU threads for the backend (default: the backend's choice)")
+    parser.add_argument("--input-size", type=_input_size, default=None, metavar="HxW",
+                        help="network input size: HEIGHTxWIDTH (e.g. 368x656), or HEIGHT alone for a model "
+                             "of any size (aspect kept); default: from the model's spec")
+    parser.add_argument("--spec", default=None, metavar="JSON",
+                        help="a JSON file of ModelSpec fields overriding the detected ones (see edgepose info)")
+
+
+def open_model(args: argparse.Namespace, model: Optional[str] = None) -> Any:
+    """An :class:`edgepose.EdgePose` from the parsed model options.
+
+    Raises:
+        CLIError: the model file does not exist (before the runtime is imported at all).
+    """
+    path = Path(model if model is not None else args.model)
+    if not path.exists():
+        raise CLIError(f"{path}: model file not found")
+    if path.is_dir():
+        raise CLIError(f"{path}: is a directory, expected a model file")
+    spec = getattr(args, "spec", None)
+    if spec is not None and not Path(spec).is_file():
+        raise CLIError(f"--spec {spec}: file not found")
+    from ..pipeline import EdgePose
+
+    return EdgePose(str(path), backend=args.backend, threads=args.threads, input_size=args.input_size, spec=spec)
+
+
+def check_new_file(path: Path, overwrite: bool, what: str) -> Path:
+    """``path``, after checking that it may be written: its folder exists, and it does not exist
+    unless ``overwrite``. ``what`` names the option in the message (e.g. ``--json``)."""
+    if path.is_dir():
+        raise CLIError(f"{what} {path}: is a directory, expected a file path")
+    if path.exists() and not overwrite:
+        raise CLIError(f"{what} {path}: already exists (pass --overwrite to replace it)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CLIError(f"{what} {path}: folder {parent} does not exist")
+    return path
+
+
+def list_images(folder: Path) -> List[Path]:
+    """The image files directly in ``folder`` (by extension, case-insensitive), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_image(path: Path) -> Any:
+    """Decode an image file to (H, W, 3) uint8 BGR.
+
+    Raises:
+        InputError: the file cannot be read or decoded.
+    """
+    import cv2
+    import numpy as np
+
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read image ({e.strerror or e})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise InputError(f"{path}: cannot decode image (not an image, truncated or corrupt)")
+    return image
+
+
+class Reporter:
+    """Messages and an optional progress bar on one stream (stderr).
+
+    The bar is drawn only when the stream is a terminal and ``total`` frames are expected (or an
+    unknown number, shown as a count); :meth:`message` clears it first so lines never interleave.
+    """
+
+    def __init__(self, prog: str, stream: Optional[IO[str]] = None, *, progress: bool = True) -> None:
+        self.prog = prog
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.show_bar = progress and bool(isatty and isatty())
+        self.total: Optional[int] = None
+        self.done = 0
+        self._start = time.perf_counter()
+        self._last_draw = 0.0
+        self._bar_visible = False
+
+    def message(self, text: str) -> None:
+        """Print ``prog: text`` on its own line."""
+        self._clear()
+        print(f"{self.prog}: {text}", file=self.stream, flush=True)
+        self._draw(force=True)
+
+    def start(self, total: Optional[int]) -> None:
+        """Begin counting; ``total`` None or <= 0 means unknown."""
+        self.total = total if total and total > 0 else None
+        self.done = 0
+        self._start = time.perf_counter()
+        self._draw(force=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self._draw()
+
+    def finish(self) -> None:
+        """Remove the bar for good (the final counts belong in a summary message)."""
+        self._clear()
+        self.show_bar = False
+
+    def _clear(self) -> None:
+        if self._bar_visible:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self._bar_visible = False
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.show_bar or (self.total is None and self.done == 0 and not force):
+            return
+        now = time.perf_counter()
+        if not force and now - self._last_draw < 0.1:  # at most 10 redraws a second
+            return
+        self._last_draw = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = self.done / elapsed
+        if self.total:
+            width = 30
+            frac = min(self.done / self.total, 1.0)
+            filled = int(math.floor(frac * width))
+            bar = "#" * filled + "." * (width - filled)
+            line = f"{self.prog} [{bar}] {self.done}/{self.total} {rate:5.1f}/s"
+        else:
+            line = f"{self.prog} {self.done} frames {rate:5.1f}/s"
+        self.stream.write("\r\x1b[2K" + line)
+        self.stream.flush()
+        self._bar_visible = True
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (user errors are reported as exactly one line)."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return text or type(error).__name__

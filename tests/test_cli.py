@@ -1,0 +1,253 @@
+"""The ``edgepose`` command line on real images and the OMZ model: infer, eval, info, user errors.
+
+Most tests call ``edgepose.cli.main`` in-process; the console script and ``python -m edgepose``
+run once each in a subprocess (including the Ctrl-C test, which needs a real signal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import COCO_MINI, MODELS, need
+
+from edgepose.cli import main
+
+pytest.importorskip("onnxruntime", reason="the CLI tests run the OMZ model with ONNX Runtime")
+
+# Images of coco_mini with people in them (the first has 4 labelled persons, the others 1-2).
+PEOPLE = ("000000000790.jpg", "000000030752.jpg", "000000034417.jpg", "000000040083.jpg", "000000069468.jpg")
+SIX_KEYS = ["AP", "AP50", "AP75", "APm", "APl", "AR"]
+
+
+@pytest.fixture(scope="module")
+def model() -> str:
+    return str(need(MODELS / "omz_human_pose_estimation_0001.onnx"))
+
+
+@pytest.fixture(scope="module")
+def images() -> Path:
+    return need(COCO_MINI / "images")
+
+
+def _lines(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def _make_video(path: Path, images: Path, names, size=(320, 240), fps=10.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    for name in names:
+        writer.write(cv2.resize(cv2.imread(str(images / name)), size, interpolation=cv2.INTER_AREA))
+    writer.release()
+
+
+def test_infer_image_writes_overlay_and_json(tmp_path, model, images, capsys):
+    src = images / PEOPLE[0]
+    out, js = tmp_path / "out.jpg", tmp_path / "poses.jsonl"
+    assert main(["infer", str(src), "--model", model, "--out", str(out), "--json", str(js)]) == 0
+    frame, drawn = cv2.imread(str(src)), cv2.imread(str(out))
+    assert drawn.shape == frame.shape
+    (record,) = _lines(js)
+    assert record["source"] == str(src) and record["frame"] == 0
+    assert (record["width"], record["height"]) == (frame.shape[1], frame.shape[0])
+    assert len(record["persons"]) >= 1, "four people in this image, none found"
+    for person in record["persons"]:
+        assert len(person["keypoints"]) == 18 and all(len(k) == 3 for k in person["keypoints"])
+        xs = [k[0] for k in person["keypoints"] if k[2] > 0]
+        assert xs and all(0 <= x < frame.shape[1] for x in xs), "keypoints must be in image pixels"
+    assert {"preprocess", "inference", "decode", "total"} <= set(record["timings"])
+    # The overlay differs from the input (skeletons drawn), but only in part of the image.
+    changed = np.any(np.abs(drawn.astype(int) - frame.astype(int)) > 40, axis=2).mean()
+    assert 0.0005 < changed < 0.5
+
+    capsys.readouterr()
+    # Existing outputs are refused without --overwrite (before the model even loads) ...
+    assert main(["infer", str(src), "--model", model, "--out", str(out), "--json", str(js)]) == 1
+    assert "already exists" in _one_error_line(capsys.readouterr().err)
+    # ... and replaced with it.
+    assert main(["infer", str(src), "-m", model, "--out", str(out), "--json", str(js), "--overwrite"]) == 0
+
+
+def test_infer_image_without_outputs_prints_json_lines(model, images, capsys):
+    assert main(["infer", str(images / PEOPLE[1]), "--model", model]) == 0
+    out = capsys.readouterr().out
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert record["frame"] == 0 and isinstance(record["persons"], list)
+
+
+def test_infer_folder_skips_and_reports_a_corrupt_image(tmp_path, model, images, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in PEOPLE[:3]:
+        shutil.copy(images / name, src / name)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(64))
+    (src / "notes.txt").write_text("not an image, ignored")
+    out, js = tmp_path / "out", tmp_path / "poses.jsonl"
+    assert main(["infer", str(src), "--model", model, "--out", str(out), "--json", str(js)]) == 0
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "skipped" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(PEOPLE[:3])
+    records = _lines(js)
+    assert [Path(r["source"]).name for r in records] == sorted(PEOPLE[:3])
+    for name in PEOPLE[:3]:
+        assert cv2.imread(str(out / name)).shape == cv2.imread(str(src / name)).shape
+
+
+def test_infer_video_keeps_frame_count_fps_and_size(tmp_path, model, images):
+    video = tmp_path / "clip.mp4"
+    _make_video(video, images, PEOPLE, size=(320, 240), fps=10.0)
+    out, js = tmp_path / "annotated.mp4", tmp_path / "poses.jsonl"
+    assert main(["infer", str(video), "--model", model, "--out", str(out), "--json", str(js)]) == 0
+    assert _frame_count(out) == len(PEOPLE)
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (320, 240)
+    cap.release()
+    records = _lines(js)
+    assert [r["frame"] for r in records] == list(range(len(PEOPLE)))
+    assert all(r["source"] == str(video) for r in records)
+
+
+def test_ctrl_c_finishes_outputs_and_exits_130(tmp_path, model, images):
+    """A real SIGINT to ``python -m edgepose infer``: exit 130, a playable video, whole JSON lines."""
+    video = tmp_path / "long.mp4"
+    _make_video(video, images, PEOPLE * 40, size=(256, 192), fps=25.0)  # 200 frames: far more than we wait for
+    out, js = tmp_path / "annotated.mp4", tmp_path / "poses.jsonl"
+    cmd = [sys.executable, "-m", "edgepose", "infer", str(video), "-m", model, "--out", str(out), "--json", str(js)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if js.exists() and len(js.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished or failed before the interrupt: {proc.communicate()}"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    records = _lines(js)
+    assert 2 <= len(records) < 200
+    assert _frame_count(out) == len(records), "each finished frame is in both outputs"
+
+
+def test_eval_subset_writes_exactly_six_metrics(tmp_path, model, images, capsys):
+    out = tmp_path / "metrics.json"
+    ann = need(COCO_MINI / "person_keypoints.json")
+    argv = ["eval", "--model", model, "--images", str(images), "--annotations", str(ann), "--limit", "8",
+            "--json", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads(out.read_text())
+    assert list(metrics) == SIX_KEYS
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values())
+    assert metrics["AR"] > 0.0, "9 labelled people in the first 8 images, none matched"
+    printed = capsys.readouterr().out.split()
+    for key in SIX_KEYS:
+        assert float(printed[printed.index(key) + 1]) == pytest.approx(metrics[key], abs=1e-4)
+
+
+def test_info_prints_format_tensors_and_spec(model, capsys):
+    assert main(["info", model]) == 0
+    text = capsys.readouterr().out
+    assert "format:   onnx" in text and "onnxruntime" in text
+    for name in ("image", "heatmap", "paf"):
+        assert name in text
+    spec = json.loads(text[text.index("spec:") + len("spec:"):])
+    assert spec["input_layout"] == "NCHW"
+
+    assert main(["info", model, "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["format"] == "onnx" and facts["backend"]["name"] == "onnxruntime"
+    assert {t["name"] for t in facts["outputs"]} == {"heatmap", "paf"}
+    assert facts["spec"] == spec
+
+
+def _not_a_pose_model(path: Path) -> Path:
+    """A valid ONNX model whose output has 3 channels: no heatmap / PAF pair."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, None, None])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, None, None])
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["out"])], "relu", [x], [y])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["infer", "{tmp}/missing.jpg", "-m", "{model}"], "no such file"),
+        (["infer", "{image}", "-m", "{tmp}/missing.onnx"], "model file not found"),
+        (["infer", "{tmp}/corrupt.jpg", "-m", "{model}"], "cannot decode"),
+        (["infer", "{image}", "-m", "{tmp}/text.onnx"], "text.onnx"),
+        (["infer", "{image}", "-m", "{tmp}/relu.onnx"], "heatmap"),
+        (["infer", "{tmp}/empty", "-m", "{model}"], "no images"),
+        (["infer", "{image}", "-m", "{model}", "--out", "{tmp}/nowhere/out.jpg"], "does not exist"),
+        (["infer", "{image}", "-m", "{model}", "--out", "{tmp}/out.xyz"], "cannot write images"),
+        (["infer", "{image}", "-m", "{model}", "--threads", "0"], "positive integer"),
+        (["infer", "{image}", "-m", "{model}", "--backend", "nonsense"], "nonsense"),
+        (["eval", "-m", "{model}", "--images", "{images}", "--annotations", "{tmp}/missing.json"], "not found"),
+        (["eval", "-m", "{model}", "--images", "{images}", "--annotations", "{tmp}/text.onnx"], "not valid json"),
+        (["eval", "-m", "{model}", "--images", "{tmp}", "--annotations", "{ann}"], "missing"),
+        (["info", "{tmp}/missing.onnx"], "not found"),
+        (["frobnicate"], "invalid choice"),
+        (["infer", "{image}"], "required"),
+        ([], "command is required"),
+    ],
+)
+def test_user_errors_give_one_line_and_nonzero_exit(argv, message, tmp_path, model, images, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt.jpg").write_bytes(b"\x00" * 100)
+    (tmp_path / "text.onnx").write_text("this is not a model\n")
+    _not_a_pose_model(tmp_path / "relu.onnx")
+    values = {"tmp": str(tmp_path), "model": model, "image": str(images / PEOPLE[0]),
+              "images": str(images), "ann": str(COCO_MINI / "person_keypoints.json")}
+    rc = main([a.format(**values) for a in argv])
+    assert rc != 0
+    line = _one_error_line(capsys.readouterr().err)
+    assert message in line, line
+
+
+def test_console_script_and_module_entry_points(model):
+    exe = shutil.which("edgepose")
+    if exe is None:
+        pytest.skip("the edgepose console script is not installed (pip install -e .)")
+    done = subprocess.run([exe, "info", model, "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["spec"]["input_layout"] == "NCHW"
+    done = subprocess.run([exe, "infer", "no/such/image.jpg", "-m", model], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "no such file" in _one_error_line(done.stderr)
+    done = subprocess.run([sys.executable, "-m", "edgepose", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("edgepose ")
