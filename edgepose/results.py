@@ -41,14 +41,14 @@ class Poses:
         object.__setattr__(self, "scores", sc)
 
     @classmethod
-    def empty(cls, topology: Topology = BODYPOSENET) -> "Poses":
+    def empty(cls, topology: Topology = BODYPOSENET) -> Poses:
         """No persons."""
         return cls(np.zeros((0, topology.num_keypoints, 3), np.float32), np.zeros((0,), np.float32), topology)
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
 
-    def __getitem__(self, index: Union[int, slice, np.ndarray, List[int]]) -> "Poses":
+    def __getitem__(self, index: Union[int, slice, np.ndarray, List[int]]) -> Poses:
         """numpy-style selection of persons; an int gives a Poses of one person."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
@@ -68,7 +68,7 @@ class Poses:
         """(M, N, 2) coordinates (missing keypoints are 0)."""
         return self.keypoints[:, :, :2]
 
-    def to_image(self, transform: Any) -> "Poses":
+    def to_image(self, transform: Any) -> Poses:
         """Map coordinates with ``transform`` (an object with ``to_image(xy) -> xy``, such as the
         pre-processing ``Transform``); missing keypoints stay (0, 0, 0)."""
         kp = self.keypoints.copy()
@@ -116,7 +116,7 @@ class Poses:
     def __repr__(self) -> str:
         return f"Poses(persons={len(self)}, topology={self.topology.name!r})"
 
-    def equals(self, other: "Poses", atol: float = 0.0) -> Optional[str]:
+    def equals(self, other: Poses, atol: float = 0.0) -> Optional[str]:
         """None when both hold the same persons (keypoints within ``atol``), else what differs."""
         if len(self) != len(other):
             return f"{len(self)} persons vs {len(other)}"
