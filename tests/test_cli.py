@@ -188,6 +188,18 @@ def test_info_prints_format_tensors_and_spec(model, capsys):
     assert facts["spec"] == spec
 
 
+def test_info_applies_spec_overrides_and_input_size(tmp_path, model, capsys):
+    overrides = tmp_path / "spec.json"
+    overrides.write_text(json.dumps({"target_height": 184}))
+    assert main(["info", model, "--json", "--spec", str(overrides)]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["target_height"] == 184
+    assert main(["info", model, "--json", "--input-size", "256x320"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["input_size"] == [256, 320]
+    overrides.write_text(json.dumps({"target_heigth": 184}))
+    assert main(["info", model, "--spec", str(overrides)]) == 1
+    assert "target_heigth" in _one_error_line(capsys.readouterr().err)
+
+
 def _not_a_pose_model(path: Path) -> Path:
     """A valid ONNX model whose output has 3 channels: no heatmap / PAF pair."""
     onnx = pytest.importorskip("onnx")
@@ -211,6 +223,10 @@ def _not_a_pose_model(path: Path) -> Path:
         (["infer", "{image}", "-m", "{tmp}/text.onnx"], "text.onnx"),
         (["infer", "{image}", "-m", "{tmp}/relu.onnx"], "heatmap"),
         (["infer", "{tmp}/empty", "-m", "{model}"], "no images"),
+        (["infer", "{tmp}/notes.txt", "-m", "{model}"], "cannot open video"),
+        (["infer", "99", "-m", "{model}"], "cannot open camera"),
+        (["infer", "rtsp://127.0.0.1:1/none", "-m", "{model}"], "cannot open stream"),
+        (["infer", "{image}", "-m", "{model}", "--input-size", "368x"], "HEIGHTxWIDTH"),
         (["infer", "{image}", "-m", "{model}", "--out", "{tmp}/nowhere/out.jpg"], "does not exist"),
         (["infer", "{image}", "-m", "{model}", "--out", "{tmp}/out.xyz"], "cannot write images"),
         (["infer", "{image}", "-m", "{model}", "--threads", "0"], "positive integer"),
@@ -226,6 +242,7 @@ def _not_a_pose_model(path: Path) -> Path:
 )
 def test_user_errors_give_one_line_and_nonzero_exit(argv, message, tmp_path, model, images, capsys):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not a video\n")
     (tmp_path / "corrupt.jpg").write_bytes(b"\x00" * 100)
     (tmp_path / "text.onnx").write_text("this is not a model\n")
     _not_a_pose_model(tmp_path / "relu.onnx")

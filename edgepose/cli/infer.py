@@ -10,7 +10,9 @@ closes the outputs cleanly (video finalised, JSON flushed) and exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -42,7 +44,9 @@ _FALLBACK_FPS = 30.0
 # Give up on a video after this many undecodable frames in a row (a broken file, not a glitch).
 _MAX_BAD_FRAMES_IN_A_ROW = 25
 
-INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT
+INTERRUPTED = 130
+
+_FFMPEG_LOGLEVEL = "OPENCV_FFMPEG_LOGLEVEL"  # the shell's exit status for a process ended by SIGINT
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -100,7 +104,8 @@ class _Video:
         self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             self.cap.release()
-            raise CLIError(f"{source}: cannot open {what}")
+            hint = " (not an image or a video OpenCV can read)" if what == "video" else ""
+            raise CLIError(f"{source}: cannot open {what}{hint}")
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         # Cameras and streams report no (or a bogus negative) frame count.
         self.total = count if count > 0 and what == "video" else None
@@ -256,13 +261,34 @@ def _record(frame: Frame, poses: Any, timings: Dict[str, float]) -> Dict[str, An
     }
 
 
+@contextlib.contextmanager
+def _quiet_video_io() -> Iterator[None]:
+    """Silence OpenCV's and FFmpeg's own log lines (a failed open prints several, a damaged frame
+    more); edgepose reports each problem as one line of its own. Restores the previous levels."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    previous = os.environ.get(_FFMPEG_LOGLEVEL)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    os.environ[_FFMPEG_LOGLEVEL] = "-8"  # AV_LOG_QUIET; OpenCV reads it when it opens a capture
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+        if previous is None:
+            os.environ.pop(_FFMPEG_LOGLEVEL, None)
+        else:
+            os.environ[_FFMPEG_LOGLEVEL] = previous
+
+
 def run(args: argparse.Namespace) -> int:
     report = Reporter("edgepose infer", progress=not args.no_progress)
-    kind, source = _open_source(args.source)
-    try:
-        return _run(args, kind, source, report)
-    finally:
-        source.close()
+    with _quiet_video_io():
+        kind, source = _open_source(args.source)
+        try:
+            return _run(args, kind, source, report)
+        finally:
+            source.close()
 
 
 def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> int:
