@@ -1,0 +1,36 @@
+"""Type stubs for edgepose._decoder, the private C++ module (use edgepose.decode)."""
+
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+__version__: str
+MAX_MAP_CELLS: int
+MAX_LIMB_PEAKS: int
+
+class Decoder:
+    """The C++ decoder of docs/decoder.md for one topology and configuration."""
+
+    def __init__(
+        self, limbs: np.ndarray, starts_person: np.ndarray, num_keypoints: int, config: Dict[str, Any] = ...
+    ) -> None: ...
+    def decode(
+        self, heatmap: np.ndarray, paf: np.ndarray, heatmap_stride: float, paf_stride: float, layout: str = "NHWC"
+    ) -> List[Tuple[np.ndarray, np.ndarray]]: ...
+    @property
+    def num_keypoints(self) -> int: ...
+    @property
+    def num_limbs(self) -> int: ...
+
+def render_heatmaps(
+    keypoints: np.ndarray, height: int, width: int, stride: float, sigma: float = 1.0, nchw: bool = False
+) -> np.ndarray: ...
+def render_pafs(
+    keypoints: np.ndarray,
+    limbs: np.ndarray,
+    height: int,
+    width: int,
+    stride: float,
+    width_cells: float = 1.0,
+    nchw: bool = False,
+) -> np.ndarray: ...
