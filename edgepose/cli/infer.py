@@ -219,6 +219,8 @@ def _image_outputs(kind: str, source: Any, out: Optional[Path], overwrite: bool)
     if kind == "image":
         src = source.paths[0]
         target = out / src.name if out.is_dir() else out
+        if target.exists() and target.resolve() == src.resolve():
+            raise CLIError(f"--out {out}: is the source image; choose another path")
         _check_image_writer(target)
         return {str(src): check_new_file(target, overwrite, "--out")}
     # A folder: --out is a folder (created when missing); never the source folder itself.
@@ -282,9 +284,10 @@ def _quiet_video_io() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = Reporter("edgepose infer", progress=not args.no_progress)
     with _quiet_video_io():
         kind, source = _open_source(args.source)
+        # A bar for folders and videos; one image needs none.
+        report = Reporter("edgepose infer", progress=not args.no_progress and kind != "image")
         try:
             return _run(args, kind, source, report)
         finally:
@@ -296,10 +299,14 @@ def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> 
     image_out = _image_outputs(kind, source, args.out, args.overwrite) if kind != "video" else {}
     video_out: Optional[_VideoOut] = None
     if kind == "video" and args.out is not None:
+        if args.out.exists() and args.out.resolve() == Path(source.name).resolve():
+            raise CLIError(f"--out {args.out}: is the source video; choose another path")
         video_out = _VideoOut(check_new_file(args.out, args.overwrite, "--out"), source.fps)
     json_to_stdout = str(args.json) == "-" or (args.json is None and args.out is None)
     if args.json is not None and not json_to_stdout:
         check_new_file(args.json, args.overwrite, "--json")
+        if args.out is not None and args.json.resolve() == args.out.resolve():
+            raise CLIError(f"--json {args.json}: is also the --out path")
 
     model = open_model(args)
     if image_out and kind == "folder":
