@@ -21,7 +21,7 @@ import numpy as np
 from .errors import InputError
 from .spec import ModelSpec
 
-__all__ = ["Transform", "preprocess", "transform_for", "MAX_INPUT_SIDE"]
+__all__ = ["Transform", "as_frames", "preprocess", "transform_for", "MAX_INPUT_SIDE"]
 
 MAX_INPUT_SIDE = 8192
 """A computed input side above this is refused (a frame of extreme aspect ratio)."""
@@ -144,6 +144,16 @@ def _check_frame(frame: np.ndarray, i: int) -> np.ndarray:
     return frame
 
 
+def as_frames(frames: FrameInput) -> List[np.ndarray]:
+    """Validate ``frames`` (as :func:`preprocess` takes them) into a list of (H, W, 3) BGR or (H, W)
+    grey uint8 arrays; BGRA loses its alpha.
+
+    Raises:
+        InputError: naming the first bad frame and what is wrong with it.
+    """
+    return [_check_frame(f, i) for i, f in enumerate(_as_frames(frames))]
+
+
 def preprocess(frames: FrameInput, spec: ModelSpec, *, dtype: Union[str, np.dtype] = np.float32
                ) -> Tuple[np.ndarray, List[Transform]]:
     """Frames -> (input tensor, one Transform per frame).
@@ -163,7 +173,7 @@ def preprocess(frames: FrameInput, spec: ModelSpec, *, dtype: Union[str, np.dtyp
     Raises:
         InputError: a frame that is not uint8, has an unsupported channel count, or is empty.
     """
-    frames = [_check_frame(f, i) for i, f in enumerate(_as_frames(frames))]
+    frames = as_frames(frames)
     transforms = [transform_for(f.shape[:2], spec) for f in frames]
     in_h = max(t.input_size[0] for t in transforms)
     in_w = max(t.input_size[1] for t in transforms)

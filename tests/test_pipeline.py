@@ -1,0 +1,200 @@
+"""EdgePose end to end: real people found on coco_mini with the OMZ model, batches equal single
+frames, stride / transform plumbing checked through a backend that renders a known pose, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import cv2
+import numpy as np
+import pytest
+from conftest import COCO_MINI, MODELS, need
+
+pytest.importorskip("onnxruntime")
+
+from edgepose import DecoderConfig, Poses  # noqa: E402
+from edgepose.backends.base import BackendBase, TensorSpec  # noqa: E402
+from edgepose.errors import InputError, ModelFormatError, SpecError  # noqa: E402
+from edgepose.pipeline import STAGES, EdgePose  # noqa: E402
+from edgepose.preprocess import transform_for  # noqa: E402
+from edgepose.render import render_heatmaps, render_pafs  # noqa: E402
+from edgepose.spec import ModelSpec  # noqa: E402
+
+OMZ = MODELS / "omz_human_pose_estimation_0001.onnx"
+
+
+@pytest.fixture(scope="module")
+def omz() -> EdgePose:
+    with EdgePose(need(OMZ), threads=2) as model:
+        yield model
+
+
+def _image(coco: Dict[str, Any], image_id: int) -> np.ndarray:
+    info = next(i for i in coco["images"] if i["id"] == image_id)
+    frame = cv2.imread(str(need(COCO_MINI / "images" / info["file_name"])))
+    assert frame is not None and frame.shape[:2] == (info["height"], info["width"])
+    return frame
+
+
+def _found_fraction(poses: Poses, person: Dict[str, Any]) -> float:
+    """Best fraction, over predicted persons, of the person's labelled COCO keypoints that a predicted
+    keypoint of the same type lies within max(6 px, 0.15 sqrt(area)) of."""
+    gt = np.asarray(person["keypoints"], np.float64).reshape(17, 3)
+    labelled = gt[:, 2] > 0
+    tol = max(6.0, 0.15 * np.sqrt(person["area"]))
+    best = 0.0
+    for kp in poses.keypoints[:, list(poses.topology.to_coco17)]:
+        near = (kp[:, 2] > 0) & labelled & (np.linalg.norm(kp[:, :2] - gt[:, :2], axis=1) < tol)
+        best = max(best, near.sum() / labelled.sum())
+    return best
+
+
+@pytest.mark.parametrize("image_id", [196141, 217285])
+def test_omz_finds_the_annotated_people(omz: EdgePose, coco_annotations: Dict[str, Any], image_id: int) -> None:
+    frame = _image(coco_annotations, image_id)
+    poses = omz.infer(frame)
+    people = [a for a in coco_annotations["annotations"]
+              if a["image_id"] == image_id and not a["iscrowd"] and a["num_keypoints"] >= 5]
+    assert people
+    fractions = [_found_fraction(poses, p) for p in people]
+    found = sum(f >= 0.5 for f in fractions)
+    assert found >= 0.8 * len(people), f"found {found} of {len(people)} people: {np.round(fractions, 2)}"
+    # Coordinates are frame pixels, within (or at the edge of) the frame.
+    xy = poses.keypoints[poses.visible][:, :2]
+    h, w = frame.shape[:2]
+    assert np.all((xy > -8) & (xy < [w + 8, h + 8]))
+    assert set(omz.last_timings) == set(STAGES) and all(v >= 0 for v in omz.last_timings.values())
+    t = omz.last_timings
+    assert t["total"] >= t["preprocess"] + t["inference"] + t["decode"] - 1e-6
+
+
+def test_batch_of_different_sizes_equals_each_alone(omz: EdgePose, coco_annotations: Dict[str, Any]) -> None:
+    a = _image(coco_annotations, 196141)
+    b = cv2.resize(_image(coco_annotations, 217285), (500, 420), interpolation=cv2.INTER_AREA)
+    both = omz.infer_batch([a, b])
+    assert len(both) == 2
+    for frame, got in zip((a, b), both):
+        alone = omz.infer(frame)
+        assert len(alone) > 0
+        assert got.equals(alone, atol=1e-3) is None, got.equals(alone, atol=1e-3)
+    # The same frame twice: one batch of two.
+    twice = omz.infer_batch([a, a])
+    assert twice[0].equals(twice[1]) is None
+
+
+def test_run_maps_are_raw_outputs(omz: EdgePose, coco_annotations: Dict[str, Any]) -> None:
+    frame = _image(coco_annotations, 196141)
+    heat, paf, (t,) = omz.run_maps([frame])
+    assert omz.spec.heatmap_layout == "NCHW"
+    assert heat.shape == (1, 19, 46, 69) and paf.shape == (1, 38, 46, 69)
+    assert t == transform_for(frame.shape[:2], omz.spec) and t.input_size == (368, 552)
+    assert set(omz.last_timings) == set(STAGES) and omz.last_timings["decode"] == 0.0
+    from edgepose.decode import decode
+
+    poses = decode(heat, paf, heatmap_stride=8, layout="NCHW", config=omz.decoder_config)[0].to_image(t)
+    assert poses.equals(omz.infer(frame), atol=1e-4) is None
+
+
+class RenderingBackend(BackendBase):
+    """A stand-in network with TAO BodyPoseNet's tensors (heatmap stride 8, PAF stride 2) whose
+    outputs are the rendered ground truth of one fixed pose, given in network-input pixels."""
+
+    name = "rendering"
+
+    def __init__(self, pose_in_input: np.ndarray, batch: Any = None) -> None:
+        super().__init__()
+        self.pose = pose_in_input
+        self.calls: List[tuple] = []
+        self._inputs = [TensorSpec("input_1:0", (batch, 288, 384, 3))]
+        self._outputs = [TensorSpec("conv2d_transpose_1/BiasAdd:0", (batch, 144, 192, 38)),
+                         TensorSpec("heatmap_out/BiasAdd:0", (batch, 36, 48, 19))]
+
+    version = "1"
+    inputs = property(lambda self: list(self._inputs))
+    outputs = property(lambda self: list(self._outputs))
+
+    def _run(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        x = feed["input_1:0"]
+        self.calls.append(x.shape)
+        heat = render_heatmaps(self.pose, shape=(36, 48), stride=8, sigma=1.0)
+        paf = render_pafs(self.pose, shape=(144, 192), stride=2, width=2.0)
+        b = x.shape[0]
+        return {"heatmap_out/BiasAdd:0": np.repeat(heat[None], b, 0),
+                "conv2d_transpose_1/BiasAdd:0": np.repeat(paf[None], b, 0)}
+
+    def _close(self) -> None:
+        pass
+
+
+def _standing_person() -> np.ndarray:
+    xs = [200, 200, 185, 180, 178, 215, 220, 222, 190, 190, 190, 210, 210, 210, 196, 204, 192, 208]
+    ys = [60, 80, 82, 110, 135, 82, 110, 135, 150, 190, 230, 150, 190, 230, 56, 56, 58, 58]
+    kp = np.zeros((1, 18, 3), np.float32)
+    kp[0, :, 0], kp[0, :, 1], kp[0, :, 2] = xs, ys, 1
+    kp[0, :, :2] += [3.3, 7.6]  # off the stride grids
+    return kp
+
+
+def test_strides_and_transform_reach_the_decoder() -> None:
+    pose = _standing_person()
+    backend = RenderingBackend(pose)
+    model = EdgePose(backend, config=DecoderConfig.ideal())
+    assert model.spec == ModelSpec.bodyposenet()  # detected through a non-ORT backend
+    frame = np.zeros((480, 520, 3), np.uint8)
+    poses = model.infer(frame)
+    t = transform_for(frame.shape[:2], model.spec)
+    assert (t.pad_x, t.pad_y) != (0, 0)
+    want = t.to_image(pose[0, :, :2])
+    assert len(poses) == 1
+    err = np.abs(poses.keypoints[0, :, :2] - want).max()
+    assert err < 1.0 / t.scale_x, err  # within a pixel of the network input
+    model.close()
+    assert not backend.closed  # a backend passed in belongs to the caller
+
+
+def test_fixed_batch_runs_in_chunks() -> None:
+    backend = RenderingBackend(_standing_person(), batch=2)
+    model = EdgePose(backend, config=DecoderConfig.ideal())
+    frames = [np.zeros((288, 384, 3), np.uint8)] * 3
+    poses = model.infer_batch(frames)
+    assert [len(p) for p in poses] == [1, 1, 1]
+    assert backend.calls == [(2, 288, 384, 3), (2, 288, 384, 3)]
+    heat, paf, ts = model.run_maps(frames)
+    assert heat.shape == (3, 36, 48, 19) and paf.shape == (3, 144, 192, 38) and len(ts) == 3
+
+
+def test_spec_and_input_size_arguments(tmp_path: Path) -> None:
+    path = need(MODELS / "tfpose_mobilenet_v2_small.onnx")
+    frame = np.zeros((300, 400, 3), np.uint8)
+    with EdgePose(path, input_size=(160, 224), threads=1) as m:
+        assert m.spec.input_size == (160, 224) and m.spec.name == "tfpose_mobilenet_v2_small"
+        heat, _, _ = m.run_maps([frame])
+        assert heat.shape == (1, 20, 28, 19)
+    with EdgePose(path, input_size=184, spec={"interpolation": "area"}) as m:
+        assert (m.spec.target_height, m.spec.interpolation, m.spec.input_size) == (184, "area", None)
+        heat, _, _ = m.run_maps([frame])
+        assert heat.shape[1] == 23
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"color": "RGB"}))
+    with EdgePose(path, spec=spec_file) as m:
+        assert m.spec.color == "RGB" and isinstance(m.decoder_config, DecoderConfig)
+    with pytest.raises(SpecError, match="paf_output 'nope'"):
+        EdgePose(path, spec=ModelSpec.tfpose().replace(paf_output="nope"))
+
+
+def test_errors_and_lifetime(tmp_path: Path) -> None:
+    with pytest.raises(ModelFormatError, match="missing.onnx"):
+        EdgePose(tmp_path / "missing.onnx")
+    model = EdgePose(need(MODELS / "tfpose_mobilenet_v2_small.onnx"), threads=1)
+    with pytest.raises(InputError, match="frame: expected one"):
+        model.infer([np.zeros((10, 10, 3), np.uint8)])
+    with pytest.raises(InputError, match=r"frames\[1\].*uint8"):
+        model.infer_batch([np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10, 3), np.float32)])
+    assert len(model.infer(np.zeros((50, 60, 3), np.uint8))) == 0  # still works; nothing in a black frame
+    with model:
+        pass
+    with pytest.raises(RuntimeError, match="after close"):
+        model.infer(np.zeros((50, 60, 3), np.uint8))
+    model.close()
