@@ -169,6 +169,46 @@ def test_rendered_nchw_batch_with_finer_paf_agrees(rendered):
         assert problem is None, f"image {image_id}: {problem}"
 
 
+def random_configs(count: int, seed: int) -> List[DecoderConfig]:
+    """Seeded random DecoderConfigs over every option (greedy matching: with optimal matching, exact
+    ties in the keys of ideal maps make several assignments maximal, and the spec accepts any)."""
+    rng = np.random.default_rng(seed)
+
+    def pick(*values):
+        return values[int(rng.integers(len(values)))]
+
+    return [
+        DecoderConfig(
+            peak_threshold=pick(0.05, 0.1, 0.3), nms_radius=pick(0, 1, 2, 3),
+            refine=pick("none", "centroid", "quadratic", "gaussian"), max_peaks=pick(1, 3, 64),
+            paf_samples=pick(2, 5, 10), paf_sample_step=pick(0.0, 0.5, 1.0), paf_threshold=pick(-0.1, 0.05, 0.2),
+            min_sample_fraction=pick(0.0, 0.5, 0.8, 1.0), limb_score=pick("mean", "mean_passing"),
+            length_prior=pick(0.0, 0.1, 0.5), min_limb_score=pick(-0.5, 0.0, 0.3),
+            peak_score_weight=pick(-0.5, 0.0, 0.1),
+            assembly_order=pick("limb", "score"), merge=pick(True, False), min_parts=pick(1, 2, 4),
+            min_person_score=pick(0.0, 0.2, 0.4), person_score=pick("mean", "tao", "mean_parts"),
+            max_persons=pick(1, 5, 100),
+        )  # fmt: skip
+        for _ in range(count)
+    ]
+
+
+def test_random_configs_agree(golden_maps, rendered):
+    decode = cpp_decode()
+    maps = [(m, h[0], p[0], layout) for m, (h, p, layout) in golden_maps.items()]
+    maps += [(f"image {r[0]}", r[2], r[3], "NHWC") for r in rendered if len(r[1]) >= 3][:6]
+    problems = []
+    for i, config in enumerate(random_configs(40, seed=2024)):
+        name, heat, paf, layout = maps[i % len(maps)]
+        problem = disagreement(
+            decode(heat, paf, heatmap_stride=STRIDE, layout=layout, config=config),
+            decode_reference(heat, paf, heatmap_stride=STRIDE, layout=layout, config=config),
+        )
+        if problem:
+            problems.append(f"{name} with {config}: {problem}")
+    assert not problems, "\n".join(problems)
+
+
 # ------------------------------------------------------------------------------------------------
 # The reference on its own
 # ------------------------------------------------------------------------------------------------
