@@ -3,18 +3,20 @@
 #include "assemble.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace edgepose {
 
 Assembler::Assembler(std::int32_t num_keypoints, std::int32_t max_peaks, std::size_t max_connections)
     : n_(num_keypoints), max_peaks_(max_peaks) {
-  // Every person is created by a connection, so there are at most max_connections of them.
-  slots_.reserve(max_connections * static_cast<std::size_t>(n_));
-  total_.reserve(max_connections);
-  parts_.reserve(max_connections);
-  alive_.reserve(max_connections);
-  order_.reserve(max_connections);
-  score_.reserve(max_connections);
+  // Every person is created by a connection or (rule 4.5) from one peak, which bounds their number.
+  const std::size_t max_persons = max_connections + static_cast<std::size_t>(n_) * static_cast<std::size_t>(max_peaks_);
+  slots_.reserve(max_persons * static_cast<std::size_t>(n_));
+  total_.reserve(max_persons);
+  parts_.reserve(max_persons);
+  alive_.reserve(max_persons);
+  order_.reserve(max_persons);
+  score_.reserve(max_persons);
   owner_.assign(static_cast<std::size_t>(n_) * static_cast<std::size_t>(max_peaks_), -1);
 }
 
@@ -91,6 +93,24 @@ void Assembler::assemble(std::vector<Connection>& conns, const std::vector<Limb>
     }
   }
 
+  // Rule 4.5: when one part is enough, every peak that no person holds is a person of its own
+  // (on ideal maps a person whose labelled keypoints share no limb is otherwise lost).
+  if (prm.min_parts <= 1) {
+    for (std::int32_t k = 0; k < n_; ++k) {
+      const auto count = static_cast<std::int32_t>(peaks[k].size());
+      for (std::int32_t id = 0; id < count; ++id) {
+        if (owner(k, id) >= 0) continue;
+        const auto p = static_cast<std::int32_t>(total_.size());
+        slots_.insert(slots_.end(), static_cast<std::size_t>(n_), -1);
+        slots(p)[k] = id;
+        owner(k, id) = p;
+        total_.push_back(peaks[k][id].score);
+        parts_.push_back(1);
+        alive_.push_back(1);
+      }
+    }
+  }
+
   // Section 5: filter, score, order, cap, write out.
   order_.clear();
   score_.assign(total_.size(), 0.0);
@@ -101,7 +121,9 @@ void Assembler::assemble(std::vector<Connection>& conns, const std::vector<Limb>
     switch (prm.person_score) {
       case PersonScore::Mean: score_[p] = mean; break;
       case PersonScore::Tao: score_[p] = 1.0 - 1.0 / total_[p]; break;
-      case PersonScore::MeanParts: score_[p] = mean * parts_[p] / n_; break;
+      case PersonScore::MeanParts:
+        score_[p] = mean * std::pow(static_cast<double>(parts_[p]) / n_, prm.parts_exponent);
+        break;
     }
     order_.push_back(static_cast<std::int32_t>(p));
   }

@@ -28,6 +28,7 @@ struct AssemblyParams {
   int min_parts = 4;
   double min_person_score = 0.4;
   PersonScore person_score = PersonScore::Mean;
+  double parts_exponent = 1.0;  // mean_parts: mean * (parts / N)^parts_exponent
   int max_persons = 100;
 };
 

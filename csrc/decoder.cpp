@@ -77,7 +77,8 @@ void DecoderConfig::validate() const {
       {"peak_threshold", peak_threshold}, {"paf_sample_step", paf_sample_step},
       {"paf_threshold", paf_threshold},   {"min_sample_fraction", min_sample_fraction},
       {"length_prior", length_prior},     {"min_limb_score", min_limb_score},
-      {"peak_score_weight", peak_score_weight}, {"min_person_score", min_person_score}};
+      {"peak_score_weight", peak_score_weight}, {"min_person_score", min_person_score},
+      {"parts_exponent", parts_exponent}};
   for (const auto& f : finite_fields) {
     require(finite(f.second), std::string("config: ") + f.first + " must be a finite number, got " + num(f.second));
   }
@@ -91,6 +92,8 @@ void DecoderConfig::validate() const {
   require(0.0 <= min_sample_fraction && min_sample_fraction <= 1.0,
           "config: min_sample_fraction must be in [0, 1], got " + num(min_sample_fraction));
   require(length_prior >= 0.0, "config: length_prior must be >= 0, got " + num(length_prior));
+  require(0.0 <= parts_exponent && parts_exponent <= 4.0,
+          "config: parts_exponent must be in [0, 4], got " + num(parts_exponent));
   require(min_parts >= 1, "config: min_parts must be >= 1, got " + std::to_string(min_parts));
   require(1 <= max_persons && max_persons <= 10000,
           "config: max_persons must be in 1..10000, got " + std::to_string(max_persons));
@@ -134,7 +137,8 @@ Decoder::Decoder(std::vector<Limb> limbs, std::int32_t num_keypoints, const Deco
   limb_params_.min_limb_score = config_.min_limb_score;
   limb_params_.peak_score_weight = config_.peak_score_weight;
   assembly_params_ = {config_.assembly_order, config_.merge,      config_.min_parts,
-                      config_.min_person_score, config_.person_score, config_.max_persons};
+                      config_.min_person_score, config_.person_score, config_.parts_exponent,
+                      config_.max_persons};
 
   // Scratch at its bounds up front: steady-state decoding never grows it.
   const auto limb_peaks = static_cast<std::size_t>(std::min(config_.max_peaks, kMaxLimbPeaks));

@@ -41,6 +41,7 @@ struct DecoderConfig {
   int min_parts = 4;
   double min_person_score = 0.4;
   PersonScore person_score = PersonScore::Mean;
+  double parts_exponent = 1.0;
   int max_persons = 100;
 
   // Throws std::invalid_argument naming the first field out of range.

@@ -393,13 +393,13 @@ def _assemble(
     return persons
 
 
-def _person_score(p: _Person, mode: str, n: int) -> float:
+def _person_score(p: _Person, mode: str, n: int, parts_exponent: float) -> float:
     """Rule 5.2: the reported score."""
     if mode == "mean":
         return p.total / p.parts
     if mode == "tao":
         return 1.0 - 1.0 / p.total
-    return (p.total / p.parts) * p.parts / n  # mean_parts
+    return (p.total / p.parts) * (p.parts / n) ** parts_exponent  # mean_parts
 
 
 def _decode_one(
@@ -430,10 +430,18 @@ def _decode_one(
     if config.assembly_order == "score":
         order.sort(key=lambda kc: (-kc[1].key, kc[0], kc[1].a, kc[1].b))
     persons = _assemble(order, peaks, topology, config.merge)
+    if config.min_parts <= 1:  # 4.5: every peak no person holds is a person of one part
+        for c in range(n):
+            held = {p.slots[c] for p in persons}
+            for pid, pk in enumerate(peaks[c]):
+                if pid not in held:
+                    slots = [-1] * n
+                    slots[c] = pid
+                    persons.append(_Person(slots, total=pk.score, parts=1))
 
     # Section 5: filter, score, order, cap.
     kept = [p for p in persons if p.parts >= config.min_parts and p.total / p.parts >= config.min_person_score]
-    scored = [(_person_score(p, config.person_score, n), p) for p in kept]
+    scored = [(_person_score(p, config.person_score, n, config.parts_exponent), p) for p in kept]
     scored.sort(key=lambda sp: -sp[0])  # stable: ties keep creation order
     scored = scored[: config.max_persons]
     keypoints = np.zeros((len(scored), n, 3), dtype=np.float32)

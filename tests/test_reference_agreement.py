@@ -276,7 +276,7 @@ def test_optimal_beats_greedy_where_greedy_is_trapped():
 
 
 def test_peak_rules():
-    cfg = DecoderConfig(refine="none", max_peaks=2)
+    cfg = DecoderConfig(refine="none", max_peaks=2, nms_radius=1)
     h = np.zeros((5, 7))
     h[1, 1] = h[1, 2] = 0.5  # a plateau: its first cell in raster order only
     h[3, 5] = 0.9

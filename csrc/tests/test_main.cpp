@@ -227,8 +227,13 @@ void test_two_people(Tally& t) {
   std::vector<Limb> limbs = chain();
   limbs[0].starts_person = false;
   limbs[1].starts_person = false;
-  Decoder dn(limbs, 3, loose());
+  DecoderConfig pairs = loose();
+  pairs.min_parts = 2;  // with min_parts 1, each lone peak would be a person of its own (rule 4.5)
+  Decoder dn(limbs, 3, pairs);
   CHECK(t, dn.decode(s.heat.nhwc(), s.paf.nhwc(), 1.0, 1.0).num_persons == 0);
+  // Rule 4.5: with min_parts 1 every lone peak (two people x three keypoints) is a one-part person.
+  Decoder d1p(limbs, 3, loose());
+  CHECK(t, d1p.decode(s.heat.nhwc(), s.paf.nhwc(), 1.0, 1.0).num_persons == 6);
 }
 
 void test_empty_and_errors(Tally& t) {
