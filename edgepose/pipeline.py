@@ -68,9 +68,11 @@ class EdgePose:
         providers: ONNX Runtime execution providers (``"cpu"`` default, ``"cuda"``, ``"tensorrt"``).
         input_size: ``(H, W)`` to run a dynamic-size model at a fixed size, or an int: the target
             height of a dynamic model (aspect kept).
+        key: the key of a TAO ``.etlt`` model (default ``$EDGEPOSE_KEY``, ``$TAO_KEY`` or
+            ``nvidia_tlt``); the file is decrypted in memory. Ignored for other formats.
 
     Raises:
-        ModelFormatError: the model file is missing or not a model.
+        ModelFormatError: the model file is missing or not a model (DecryptionError: a wrong ``key``).
         BackendUnavailable: the backend or provider cannot run here.
         SpecError: the model has no heatmap / PAF pair, or the spec does not fit it.
     """
@@ -79,7 +81,7 @@ class EdgePose:
                  spec: Union[None, ModelSpec, Mapping[str, Any], str, os.PathLike[str]] = None,
                  config: Optional[DecoderConfig] = None, threads: Optional[int] = None,
                  providers: Union[None, str, Sequence[Any]] = None,
-                 input_size: Union[None, int, Tuple[int, int]] = None) -> None:
+                 input_size: Union[None, int, Tuple[int, int]] = None, key: Optional[str] = None) -> None:
         from .backends import Backend, create
         from .decode import Decoder
 
@@ -93,6 +95,8 @@ class EdgePose:
                 options["threads"] = threads
             if providers is not None:
                 options["providers"] = providers
+            if key is not None:
+                options["key"] = key
             self._backend = create(model, backend, **options)
         else:
             self._backend = model
@@ -168,6 +172,9 @@ class EdgePose:
                                      layout=spec.heatmap_layout)
         if isinstance(poses, Poses):  # defensive: a decoder that returns one Poses for a batch of one
             poses = [poses]
+        dx, dy = spec.keypoint_offset
+        if dx or dy:  # the network's measured peak offset (ModelSpec.keypoint_offset)
+            poses = [p.translate(dx, dy) for p in poses]
         return [p.to_image(t) for p, t in zip(poses, transforms)]
 
     # -- public ----------------------------------------------------------------------------------

