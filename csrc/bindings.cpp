@@ -123,6 +123,7 @@ edgepose::DecoderConfig config_from_dict(const py::dict& d) {
       else if (key == "min_person_score") c.min_person_score = py::cast<double>(v);
       else if (key == "person_score")
         c.person_score = static_cast<edgepose::PersonScore>(choice(v, "person_score", {"mean", "tao", "mean_parts"}));
+      else if (key == "nearest_partners") c.nearest_partners = py::cast<int>(v);
       else if (key == "parts_exponent") c.parts_exponent = py::cast<double>(v);
       else if (key == "max_persons") c.max_persons = py::cast<int>(v);
       else fail("config: unknown field '" + key + "'");

@@ -94,6 +94,8 @@ void DecoderConfig::validate() const {
   require(length_prior >= 0.0, "config: length_prior must be >= 0, got " + num(length_prior));
   require(0.0 <= parts_exponent && parts_exponent <= 4.0,
           "config: parts_exponent must be in [0, 4], got " + num(parts_exponent));
+  require(0 <= nearest_partners && nearest_partners <= 1024,
+          "config: nearest_partners must be in 0..1024, got " + std::to_string(nearest_partners));
   require(min_parts >= 1, "config: min_parts must be >= 1, got " + std::to_string(min_parts));
   require(1 <= max_persons && max_persons <= 10000,
           "config: max_persons must be in 1..10000, got " + std::to_string(max_persons));
@@ -136,6 +138,7 @@ Decoder::Decoder(std::vector<Limb> limbs, std::int32_t num_keypoints, const Deco
   limb_params_.length_prior = config_.length_prior;
   limb_params_.min_limb_score = config_.min_limb_score;
   limb_params_.peak_score_weight = config_.peak_score_weight;
+  limb_params_.nearest_partners = config_.nearest_partners;
   assembly_params_ = {config_.assembly_order, config_.merge,      config_.min_parts,
                       config_.min_person_score, config_.person_score, config_.parts_exponent,
                       config_.max_persons};
@@ -145,6 +148,7 @@ Decoder::Decoder(std::vector<Limb> limbs, std::int32_t num_keypoints, const Deco
   peaks_.resize(static_cast<std::size_t>(n_));
   for (auto& p : peaks_) p.reserve(static_cast<std::size_t>(config_.max_peaks));
   candidates_.reserve(limb_peaks * limb_peaks);
+  partners_.reserve(limb_peaks);
   connections_.reserve(limbs_.size() * limb_peaks);
 }
 
@@ -174,7 +178,7 @@ void Decoder::decode(const MapView& heat, const MapView& paf, double heatmap_str
     if (na == 0 || nb == 0) continue;
     candidates_.clear();
     const LimbField field{paf, limb.paf_x, limb.paf_y, paf_stride};
-    score_limb(field, pa.data(), na, pb.data(), nb, input_height, limb_params_, candidates_);
+    score_limb(field, pa.data(), na, pb.data(), nb, input_height, limb_params_, partners_, candidates_);
     matcher_.match(config_.matching, candidates_, na, nb, k, connections_);
   }
   assembler_.assemble(connections_, limbs_, peaks_, assembly_params_, out);

@@ -36,6 +36,7 @@ struct DecoderConfig {
   double min_limb_score = 0.0;
   Matching matching = Matching::Greedy;
   double peak_score_weight = 0.0;
+  int nearest_partners = 0;
   AssemblyOrder assembly_order = AssemblyOrder::Limb;
   bool merge = true;
   int min_parts = 4;
@@ -101,6 +102,7 @@ class Decoder {
   // Scratch, reused across frames.
   std::vector<std::vector<Peak>> peaks_;     // per keypoint, strongest first
   std::vector<LimbCandidate> candidates_;    // one limb's candidates
+  std::vector<std::pair<double, std::int32_t>> partners_;  // one peak's nearest partners
   std::vector<Connection> connections_;      // every limb's accepted connections
   Matcher matcher_;
   Assembler assembler_;

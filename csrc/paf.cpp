@@ -41,12 +41,28 @@ struct FieldSampler {
 template <typename T>
 void score_limb_t(const FieldSampler<T>& field, double paf_stride, const Peak* from, std::ptrdiff_t na,
                   const Peak* to, std::ptrdiff_t nb, double input_height, const LimbParams& prm,
-                  std::vector<LimbCandidate>& out) {
+                  std::vector<std::pair<double, std::int32_t>>& partners, std::vector<LimbCandidate>& out) {
   const double umax = static_cast<double>(field.width - 1), wmax = static_cast<double>(field.height - 1);
   const double inv_stride = 1.0 / paf_stride;
+  const bool prune = prm.nearest_partners > 0 && nb > prm.nearest_partners;
   for (std::ptrdiff_t ia = 0; ia < na; ++ia) {
     const Peak& A = from[ia];
+    // Rule 2.0: only the `nearest_partners` nearest peaks of B (ties by id) are tried, in id order,
+    // so that the cost grows linearly, not quadratically, with the number of people.
+    partners.clear();
     for (std::ptrdiff_t ib = 0; ib < nb; ++ib) {
+      const double dx = to[ib].x - A.x, dy = to[ib].y - A.y;
+      partners.emplace_back(prune ? dx * dx + dy * dy : 0.0, static_cast<std::int32_t>(ib));
+    }
+    if (prune) {
+      const auto keep = partners.begin() + prm.nearest_partners;
+      std::nth_element(partners.begin(), keep - 1, partners.end());
+      partners.erase(keep, partners.end());
+      std::sort(partners.begin(), partners.end(),
+                [](const auto& p, const auto& q) { return p.second < q.second; });
+    }
+    for (const auto& partner : partners) {
+      const std::ptrdiff_t ib = partner.second;
       const Peak& B = to[ib];
       const double dx = B.x - A.x, dy = B.y - A.y;
       const double len = std::sqrt(dx * dx + dy * dy);
@@ -103,18 +119,19 @@ void score_limb_t(const FieldSampler<T>& field, double paf_stride, const Peak* f
 }  // namespace
 
 void score_limb(const LimbField& f, const Peak* from, std::ptrdiff_t na, const Peak* to, std::ptrdiff_t nb,
-                double input_height, const LimbParams& params, std::vector<LimbCandidate>& out) {
+                double input_height, const LimbParams& params, std::vector<std::pair<double, std::int32_t>>& partners,
+                std::vector<LimbCandidate>& out) {
   const MapView& m = f.paf;
   if (m.dtype == DType::F32) {
     const auto* base = static_cast<const float*>(m.data);
     const FieldSampler<float> s{base + f.cx * m.stride_c, base + f.cy * m.stride_c, m.stride_h, m.stride_w,
                                 m.height, m.width};
-    score_limb_t(s, f.stride, from, na, to, nb, input_height, params, out);
+    score_limb_t(s, f.stride, from, na, to, nb, input_height, params, partners, out);
   } else {
     const auto* base = static_cast<const std::uint16_t*>(m.data);
     const FieldSampler<std::uint16_t> s{base + f.cx * m.stride_c, base + f.cy * m.stride_c, m.stride_h,
                                         m.stride_w, m.height, m.width};
-    score_limb_t(s, f.stride, from, na, to, nb, input_height, params, out);
+    score_limb_t(s, f.stride, from, na, to, nb, input_height, params, partners, out);
   }
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "peaks.hpp"
@@ -24,6 +25,7 @@ struct LimbParams {
   double length_prior = 0.0;
   double min_limb_score = 0.0;
   double peak_score_weight = 0.0;
+  int nearest_partners = 0;       // 0: every pair; else each A tries its nearest B peaks only
 };
 
 // A pair of peaks (ids into the two keypoints' peak lists) that passed the PAF test.
@@ -45,7 +47,9 @@ struct LimbField {
 // and `to` (nb), in the order A outer, B inner. `input_height` is the heatmap height times its
 // stride (the length prior's H_in). Pairs are rejected as soon as the samples left cannot reach
 // the required passing count, so unrelated pairs usually cost 2-3 samples, not n.
+// `partners` is caller-owned scratch (reserved to nb).
 void score_limb(const LimbField& field, const Peak* from, std::ptrdiff_t na, const Peak* to, std::ptrdiff_t nb,
-                double input_height, const LimbParams& params, std::vector<LimbCandidate>& out);
+                double input_height, const LimbParams& params, std::vector<std::pair<double, std::int32_t>>& partners,
+                std::vector<LimbCandidate>& out);
 
 }  // namespace edgepose

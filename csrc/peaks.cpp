@@ -37,6 +37,13 @@ inline bool stronger(const Peak& a, const Peak& b) {
 // order and at least the cells after it, so a plateau yields exactly its first cell.
 template <typename T>
 bool is_local_max(const Plane<T>& h, std::ptrdiff_t i, std::ptrdiff_t j, double v, int r) {
+  // The 4 nearest cells first (part of the same test): on smooth maps most cells fail here.
+  if (r >= 1) {
+    if (i > 0 && !(v > h(i - 1, j))) return false;
+    if (j > 0 && !(v > h(i, j - 1))) return false;
+    if (j + 1 < h.width && !(v >= h(i, j + 1))) return false;
+    if (i + 1 < h.height && !(v >= h(i + 1, j))) return false;
+  }
   const std::ptrdiff_t i0 = std::max<std::ptrdiff_t>(i - r, 0), i1 = std::min<std::ptrdiff_t>(i + r, h.height - 1);
   const std::ptrdiff_t j0 = std::max<std::ptrdiff_t>(j - r, 0), j1 = std::min<std::ptrdiff_t>(j + r, h.width - 1);
   for (std::ptrdiff_t ii = i0; ii <= i1; ++ii) {

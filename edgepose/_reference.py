@@ -417,7 +417,11 @@ def _decode_one(
         pafx, pafy = paf[:, :, cx], paf[:, :, cy]
         candidates = []
         for ia, pa in enumerate(peaks[a]):
-            for ib, pb in enumerate(peaks[b]):
+            partners = list(enumerate(peaks[b]))
+            if 0 < config.nearest_partners < len(partners):  # 2.0: the nearest, then in id order
+                near = sorted(partners, key=lambda q: ((q[1].x - pa.x) ** 2 + (q[1].y - pa.y) ** 2, q[0]))
+                partners = sorted(near[: config.nearest_partners], key=lambda q: q[0])
+            for ib, pb in partners:
                 score = _limb_score(pa, pb, pafx, pafy, ps, input_height, config)
                 if score is not None:
                     key = score + config.peak_score_weight * (pa.score + pb.score)

@@ -48,6 +48,9 @@ class DecoderConfig:
         length_prior: when > 0, add min(0, length_prior * input_height / length - 1) to the
             limb score (tf-pose's prior against implausibly long limbs).
         min_limb_score: keep a candidate when its score exceeds this.
+        nearest_partners: when > 0, each peak of a limb's first keypoint is tried only with this many
+            of the nearest peaks of its second keypoint: the cost of a crowd then grows linearly with
+            its size instead of quadratically (0: every pair).
     Matching and assembly:
         matching: per-limb bipartite matching, ``greedy`` by score or ``optimal`` (maximum total).
         peak_score_weight: matching order uses limb score + w * (score_a + score_b).
@@ -77,6 +80,7 @@ class DecoderConfig:
     min_limb_score: float = 0.0
     matching: str = "greedy"
     peak_score_weight: float = 0.0
+    nearest_partners: int = 8
     assembly_order: str = "limb"
     merge: bool = True
     min_parts: int = 2
@@ -105,6 +109,7 @@ class DecoderConfig:
              f"min_sample_fraction must be in [0, 1], got {self.min_sample_fraction}")
         need(self.length_prior >= 0, f"length_prior must be >= 0, got {self.length_prior}")
         need(0 <= self.parts_exponent <= 4, f"parts_exponent must be in [0, 4], got {self.parts_exponent}")
+        need(0 <= self.nearest_partners <= 1024, f"nearest_partners must be in 0..1024, got {self.nearest_partners}")
         need(self.min_parts >= 1, f"min_parts must be >= 1, got {self.min_parts}")
         need(1 <= self.max_persons <= 10000, f"max_persons must be in 1..10000, got {self.max_persons}")
         for name, allowed in (("refine", REFINE_MODES), ("limb_score", LIMB_SCORE_MODES),
@@ -123,7 +128,7 @@ class DecoderConfig:
             peak_threshold=0.1, nms_radius=1, refine="none", paf_samples=10, paf_sample_step=0.0,
             paf_threshold=0.05, min_sample_fraction=0.9, limb_score="mean_passing", length_prior=0.0,
             min_limb_score=0.0, matching="greedy", peak_score_weight=0.0, assembly_order="limb",
-            merge=True, min_parts=4, min_person_score=0.4, person_score="tao",
+            merge=True, min_parts=4, min_person_score=0.4, person_score="tao", nearest_partners=0,
         )
 
     @classmethod

@@ -39,6 +39,8 @@ CONFIGS: Dict[str, DecoderConfig] = {
         refine="quadratic", nms_radius=2, max_peaks=3, max_persons=2, merge=False, min_parts=2,
         min_person_score=0.2, person_score="mean_parts", min_sample_fraction=0.6,
     ),  # fmt: skip
+    # few partners per peak (rule 2.0 prunes pairs on every multi-person map), no fragment scoring
+    "near2": DecoderConfig(nearest_partners=2, min_parts=1, min_person_score=0.0, parts_exponent=1.0),
 }
 
 
