@@ -132,6 +132,10 @@ def detect_format(model: ModelSource) -> ModelFormat:
         return ModelFormat.ONNX
     if _looks_etlt(head):
         return ModelFormat.ETLT
+    # Content first, the suffix second: a damaged .etlt (say, a header length past the end) goes to the
+    # .etlt reader, whose errors say what is wrong with it.
+    if not isinstance(model, (bytes, bytearray, memoryview)) and Path(model).suffix.lower() == ".etlt":
+        return ModelFormat.ETLT
     return ModelFormat.UNKNOWN
 
 
@@ -140,7 +144,8 @@ def require_onnx(model: ModelSource, backend: str) -> None:
 
     Raises:
         BackendUnavailable: a TensorRT engine (it needs the TensorRT backend).
-        ModelFormatError: a TAO ``.etlt`` (decryption is not supported yet) or an unknown file.
+        ModelFormatError: a TAO ``.etlt`` (it must be decrypted first: :func:`edgepose.backends.create`
+            and :class:`edgepose.EdgePose` do that in memory) or an unknown file.
     """
     fmt = detect_format(model)
     where = source_name(model)
@@ -148,13 +153,15 @@ def require_onnx(model: ModelSource, backend: str) -> None:
         return
     if fmt is ModelFormat.ENGINE:
         raise BackendUnavailable(
-            f"{where} is a serialized TensorRT engine; the {backend} backend runs ONNX models only, and "
-            "edgepose's TensorRT backend is not available yet. Pass the ONNX model the engine was built from."
+            f"{where} is a serialized TensorRT engine; the {backend} backend runs ONNX models only. Run it with "
+            "backend='tensorrt' (needs an NVIDIA GPU and pip install tensorrt cuda-python), or pass the ONNX "
+            "model the engine was built from."
         )
     if fmt is ModelFormat.ETLT:
         raise ModelFormatError(
-            f"{where} is an encrypted TAO .etlt model; loading .etlt files is not supported yet. "
-            "Export the model to ONNX with TAO (tao model bpnet export) and pass the .onnx file."
+            f"{where} is an encrypted TAO .etlt model; the {backend} backend takes the decrypted model. Open it "
+            "with edgepose.EdgePose(path, key=...) or edgepose.backends.create(path, key=...), which decrypt it "
+            "in memory, or decrypt it with edgepose.formats.read_etlt / `edgepose convert`."
         )
     hint = ""
     suffix = "" if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).suffix.lower()
