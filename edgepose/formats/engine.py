@@ -1,0 +1,299 @@
+"""TensorRT engine files, the model spec stored with them, and engine-build options.
+
+An engine file stays a plain serialized TensorRT plan, loadable by ``trtexec --loadEngine`` and any
+TensorRT program; TensorRT 10 has no place for user metadata inside a plan. The edgepose facts about
+the engine live in a *sidecar* beside it, ``<engine file name>.edgepose.json`` (for
+``pose.engine``: ``pose.engine.edgepose.json``)::
+
+    {
+      "edgepose_engine": 1,                      # sidecar format version
+      "spec": {... ModelSpec fields ...},        # pre-processing, tensors, strides, topology
+      "build": {"tensorrt": "10.3.0", "precision": "fp16", "profiles": [...], "workspace_mib": 1024,
+                "source": "bodyposenet.etlt", "source_sha256": "...", "calibration_cache": "cal.txt"},
+      "engine_sha256": "..."                     # the plan it describes
+    }
+
+The TensorRT backend reads it and publishes the spec as the backend metadata key ``edgepose_spec``,
+which :meth:`ModelSpec.detect` already honours; so ``EdgePose("pose.engine")`` knows its
+pre-processing, strides and topology with no extra arguments. A sidecar whose ``engine_sha256`` does
+not match the plan is refused (it describes another engine).
+
+Engines written by Ultralytics carry a JSON header (uint32 length, JSON, plan); :func:`read_plan`
+strips it. This module imports neither TensorRT nor CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ..errors import ModelFormatError, SpecError
+from .detect import _TRT_MAGIC, ModelSource, source_name
+
+__all__ = [
+    "SIDECAR_SUFFIX",
+    "PRECISIONS",
+    "BuildOptions",
+    "EngineInfo",
+    "Profile",
+    "parse_profile",
+    "parse_shape",
+    "profile_from_batch",
+    "read_plan",
+    "read_sidecar",
+    "sidecar_path",
+    "write_engine",
+]
+
+SIDECAR_SUFFIX = ".edgepose.json"
+SIDECAR_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+PathLike = Union[str, "os.PathLike[str]"]
+
+Shape = Tuple[int, ...]
+
+
+def parse_shape(text: str, what: str = "shape") -> Shape:
+    """``"1x288x384x3"`` -> ``(1, 288, 384, 3)``; every dimension a positive int.
+
+    Raises:
+        ValueError: naming ``what`` and the text.
+    """
+    parts = text.strip().lower().split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) < 1:
+        raise ValueError(f"{what}: expected dimensions such as 1x288x384x3 (positive integers joined by 'x'), "
+                         f"got {text!r}")
+    return dims
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A TensorRT optimisation profile for one input: the min / opt / max shapes it accepts."""
+
+    input_name: str
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def __post_init__(self) -> None:
+        if not self.input_name:
+            raise ValueError("profile: the input name is empty")
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise ValueError(f"profile for {self.input_name!r}: min {self.min}, opt {self.opt} and max {self.max} "
+                             "must have the same number of dimensions")
+        for i, (a, b, c) in enumerate(zip(self.min, self.opt, self.max)):
+            if not (1 <= a <= b <= c):
+                raise ValueError(f"profile for {self.input_name!r}: axis {i} needs 1 <= min <= opt <= max, got "
+                                 f"{a}, {b}, {c}")
+
+    @property
+    def max_batch(self) -> int:
+        return self.max[0]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"input": self.input_name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Profile:
+        return cls(str(d["input"]), tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
+
+    def trtexec_args(self) -> List[str]:
+        """The same profile as ``trtexec`` flags (for the docs and for cross-checks)."""
+        def fmt(s: Shape) -> str:
+            return f"{self.input_name}:{'x'.join(map(str, s))}"
+
+        return [f"--minShapes={fmt(self.min)}", f"--optShapes={fmt(self.opt)}", f"--maxShapes={fmt(self.max)}"]
+
+
+def parse_profile(text: str) -> Profile:
+    """A profile in tao-converter's ``-p`` syntax: ``NAME,MINxHxWxC,OPTxHxWxC,MAXxHxWxC``.
+
+    The name may itself contain commas or colons (``input_1:0``); the three shapes are the last three
+    comma-separated fields.
+
+    Raises:
+        ValueError: a malformed profile (the message shows the expected form).
+    """
+    parts = text.rsplit(",", 3)
+    if len(parts) != 4 or not parts[0].strip():
+        raise ValueError(f"profile: expected NAME,MIN,OPT,MAX such as input_1:0,1x288x384x3,8x288x384x3,"
+                         f"16x288x384x3, got {text!r}")
+    name = parts[0].strip()
+    shapes = [parse_shape(p, f"profile {name!r} {which} shape") for p, which in zip(parts[1:], ("min", "opt", "max"))]
+    return Profile(name, *shapes)
+
+
+def profile_from_batch(input_name: str, shape: Sequence[Any], batch: Tuple[int, int, int],
+                       input_size: Optional[Tuple[int, int]] = None, layout: str = "NHWC") -> Profile:
+    """A profile that varies only the batch: ``batch`` = (min, opt, max) on the model input ``shape``.
+
+    Args:
+        input_name: the input tensor.
+        shape: the ONNX input shape; dynamic axes (None or a name) other than the batch are taken
+            from ``input_size``.
+        batch: (min, opt, max) batch sizes.
+        input_size: (H, W) for a model whose spatial size is dynamic.
+        layout: ``NHWC`` or ``NCHW`` (where H and W are).
+
+    Raises:
+        ValueError: a spatial axis that is dynamic while ``input_size`` is None, or a bad batch triple.
+    """
+    if len(shape) != 4:
+        raise ValueError(f"input {input_name!r} has shape {list(shape)}; a 4-D image input is expected")
+    dims: List[int] = []
+    h_ax, w_ax = (1, 2) if layout == "NHWC" else (2, 3)
+    for axis, d in enumerate(shape):
+        if axis == 0:
+            dims.append(0)
+            continue
+        fixed = d if isinstance(d, int) and d > 0 else None
+        if fixed is None and input_size is not None and axis in (h_ax, w_ax):
+            fixed = input_size[0] if axis == h_ax else input_size[1]
+        if fixed is None:
+            raise ValueError(f"input {input_name!r} {list(shape)}: axis {axis} is dynamic; pass the input size "
+                             "(--input-size HxW) or a full profile (-p NAME,MIN,OPT,MAX)")
+        dims.append(fixed)
+    lo, opt, hi = batch
+    return Profile(input_name, (lo, *dims[1:]), (opt, *dims[1:]), (hi, *dims[1:]))
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build an engine (the choices of ``trtexec`` / ``tao-converter`` that matter here).
+
+    Attributes:
+        precision: ``fp32``, ``fp16`` or ``int8`` (INT8 also enables FP16 for layers without scales,
+            as ``trtexec --fp16 --int8`` does).
+        profiles: one optimisation profile per dynamic input (empty: a static model).
+        workspace_mib: the builder's workspace memory-pool limit (None: TensorRT's default).
+        calibration_cache: path of an INT8 calibration cache (required for ``int8``); a cache
+            written by another TensorRT version gets its header rewritten, with a warning.
+    """
+
+    precision: str = "fp16"
+    profiles: Tuple[Profile, ...] = ()
+    workspace_mib: Optional[int] = None
+    calibration_cache: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.workspace_mib is not None and (isinstance(self.workspace_mib, bool)
+                                               or not isinstance(self.workspace_mib, int) or self.workspace_mib < 1):
+            raise ValueError(f"workspace_mib must be a positive int (MiB), got {self.workspace_mib!r}")
+        if self.precision == "int8" and not self.calibration_cache:
+            raise ValueError("precision int8 needs a calibration cache (--calib FILE): edgepose does not calibrate "
+                             "during the build; make one with tools/calibrate or take TAO's cal.bin")
+        if self.precision != "int8" and self.calibration_cache:
+            raise ValueError(f"a calibration cache is only used for int8, not {self.precision}")
+        names = [p.input_name for p in self.profiles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two profiles for the same input: {names}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"precision": self.precision, "profiles": [p.to_dict() for p in self.profiles],
+                "workspace_mib": self.workspace_mib,
+                "calibration_cache": os.fspath(self.calibration_cache) if self.calibration_cache else None}
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the sidecar says about an engine: its spec (a dict of ModelSpec fields) and its build."""
+
+    spec: Dict[str, Any]
+    build: Dict[str, Any]
+    engine_sha256: str
+
+    def to_json(self) -> str:
+        return json.dumps({"edgepose_engine": SIDECAR_VERSION, "spec": self.spec, "build": self.build,
+                           "engine_sha256": self.engine_sha256}, indent=2) + "\n"
+
+
+def sidecar_path(engine_path: PathLike) -> Path:
+    """``pose.engine`` -> ``pose.engine.edgepose.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def read_plan(model: ModelSource) -> bytes:
+    """The serialized TensorRT plan in ``model`` (a path or bytes), without an Ultralytics JSON header.
+
+    Raises:
+        ModelFormatError: missing, empty, or not a TensorRT engine.
+    """
+    where = source_name(model)
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise ModelFormatError(f"engine file not found: {path}" if not path.exists()
+                                   else f"engine path is not a file: {path}")
+        data = path.read_bytes()
+    if data[:4] in _TRT_MAGIC:
+        return data
+    if len(data) >= 8 and data[4:5] == b"{":
+        n = int.from_bytes(data[:4], "little")
+        if 8 + n <= len(data) and data[4 + n:8 + n] in _TRT_MAGIC:
+            return data[4 + n:]
+    raise ModelFormatError(f"{where} is not a serialized TensorRT engine (it starts with {data[:8].hex(' ')}; "
+                           "a plan starts with 'ftrt')" if data else f"engine {where} is empty")
+
+
+def read_sidecar(engine: ModelSource, plan: Optional[bytes] = None) -> Optional[EngineInfo]:
+    """The :class:`EngineInfo` beside an engine file, or None (no sidecar, or the engine is bytes).
+
+    Raises:
+        SpecError: the sidecar is not valid JSON, has an unknown version, or describes another engine
+            (its ``engine_sha256`` differs from ``plan``'s).
+    """
+    if isinstance(engine, (bytes, bytearray, memoryview)):
+        return None
+    side = sidecar_path(engine)
+    if not side.is_file():
+        return None
+    try:
+        d = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SpecError(f"engine sidecar {side}: cannot read it as JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("edgepose_engine") != SIDECAR_VERSION or not isinstance(d.get("spec"), dict):
+        raise SpecError(f"engine sidecar {side}: not an edgepose engine sidecar version {SIDECAR_VERSION} "
+                        "(expected keys edgepose_engine, spec, build, engine_sha256)")
+    digest = str(d.get("engine_sha256", ""))
+    if plan is not None and digest and digest != hashlib.sha256(plan).hexdigest():
+        raise SpecError(f"engine sidecar {side} describes another engine (sha256 mismatch): the engine was rebuilt "
+                        "or replaced; rebuild with `edgepose convert` or delete the sidecar and pass --spec")
+    return EngineInfo(dict(d["spec"]), dict(d.get("build") or {}), digest)
+
+
+def write_engine(path: PathLike, plan: bytes, spec: Optional[Mapping[str, Any]], build: Mapping[str, Any]) -> Path:
+    """Write the plan to ``path`` and, when ``spec`` is given, its sidecar. Returns the sidecar path
+    (or ``path`` when there is none)."""
+    path = Path(path)
+    if plan[:4] not in _TRT_MAGIC:
+        raise ModelFormatError("write_engine: the bytes are not a serialized TensorRT plan")
+    path.write_bytes(plan)
+    if spec is None:
+        return path
+    info = EngineInfo(dict(spec), dict(build), hashlib.sha256(plan).hexdigest())
+    side = sidecar_path(path)
+    side.write_text(info.to_json())
+    return side
+
+
+def trt_version_code(version: str) -> int:
+    """``"10.3.0"`` -> 10300 (major * 1000 + minor * 100 + patch, as calibration-cache headers spell it)."""
+    m = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", str(version))
+    if not m:
+        raise ValueError(f"TensorRT version: expected MAJOR.MINOR[.PATCH], got {version!r}")
+    major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    return major * 1000 + minor * 100 + patch
