@@ -109,8 +109,9 @@ def test_registry_and_unknown_backends() -> None:
         assert isinstance(b, OnnxRuntimeBackend)
     with pytest.raises(BackendUnavailable, match="unknown backend 'openvino'.*onnxruntime"):
         create(path, "openvino")
-    with pytest.raises(BackendUnavailable, match="TensorRT backend is not part"):
-        create(path, "tensorrt")
+    if not REGISTRY["tensorrt"].can_run():  # no TensorRT or no GPU here: one error that says what to install
+        with pytest.raises(BackendUnavailable, match="backend 'tensorrt' cannot run here: .*(pip install|CUDA device)"):
+            create(path, "tensorrt")
 
 
 def test_model_errors(tmp_path: Path) -> None:
@@ -155,8 +156,8 @@ def test_format_detection_by_content(tmp_path: Path) -> None:
         create(engine)
     path = tmp_path / "bodyposenet.etlt"
     path.write_bytes(etlt_uff)
-    with pytest.raises(ModelFormatError, match=r"bodyposenet.etlt.*\.etlt.*not supported yet"):
-        create(path)
+    with pytest.raises(ModelFormatError, match=r"bodyposenet.etlt: wrong key or not a TAO model file"):
+        create(path)  # the header is fine; the bytes after it decrypt to nonsense
     tlt = tmp_path / "model.tlt"
     tlt.write_bytes(bytes(range(255, 100, -1)))
     with pytest.raises(ModelFormatError, match="tlt"):

@@ -93,6 +93,9 @@ class BackendBase:
     """
 
     name: str = "base"
+    selection: Optional[Dict[str, Any]] = None
+    """How :func:`edgepose.backends.create` chose this backend (requested name, backends passed over
+    and why, the decrypted source); None when the class was constructed directly."""
 
     def __init__(self) -> None:
         self._closed = False
@@ -180,13 +183,16 @@ class BackendBase:
 
     def describe(self) -> Dict[str, Any]:
         """A JSON-serialisable summary: backend, version, tensors and model metadata."""
-        return {
+        d = {
             "backend": self.name,
             "version": self.version,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "metadata": dict(self.metadata),
         }
+        if self.selection is not None:
+            d["selection"] = dict(self.selection)
+        return d
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in self.inputs)
