@@ -71,6 +71,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_flag: bool = Tru
                              "of any size (aspect kept); default: from the model's spec")
     parser.add_argument("--spec", default=None, metavar="JSON",
                         help="a JSON file of ModelSpec fields overriding the detected ones (see edgepose info)")
+    parser.add_argument("--key", default=None, metavar="KEY",
+                        help="key of a TAO .etlt model (default: $EDGEPOSE_KEY, $TAO_KEY or nvidia_tlt)")
 
 
 def open_model(args: argparse.Namespace, model: Optional[str] = None) -> Any:
@@ -89,7 +91,8 @@ def open_model(args: argparse.Namespace, model: Optional[str] = None) -> Any:
         raise CLIError(f"--spec {spec}: file not found")
     from ..pipeline import EdgePose
 
-    return EdgePose(str(path), backend=args.backend, threads=args.threads, input_size=args.input_size, spec=spec)
+    return EdgePose(str(path), backend=args.backend, threads=args.threads, input_size=args.input_size, spec=spec,
+                    key=getattr(args, "key", None))
 
 
 def check_new_file(path: Path, overwrite: bool, what: str) -> Path:

@@ -1,0 +1,213 @@
+"""``edgepose convert``: TAO ``.etlt`` -> ONNX, ONNX -> ``.etlt``, ``.etlt`` / ONNX -> TensorRT engine.
+
+The output's suffix picks the conversion: ``.onnx`` (decrypt an ``.etlt``), ``.etlt`` (pack an ONNX
+model with a key) or ``.engine`` / ``.plan`` / ``.trt`` (build with TensorRT, which must be
+installed here, for the GPU it runs on). An engine gets a sidecar ``<engine>.edgepose.json`` with the
+model spec, so ``edgepose infer -m OUT.engine`` needs no other arguments.
+
+    edgepose convert model.etlt -o model.onnx                      # key: --key, $EDGEPOSE_KEY, nvidia_tlt
+    edgepose convert model.etlt -o model.engine -t fp16 -p input_1:0,1x288x384x3,8x288x384x3,16x288x384x3
+    edgepose convert model.onnx -o model.engine -t int8 --calib cal.bin --batch 1,4,8 --workspace 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from ..errors import ModelFormatError, SpecError
+from ._common import CLIError, _input_size, check_new_file
+
+HELP = "convert models: .etlt -> .onnx, .onnx -> .etlt, .etlt/.onnx -> TensorRT .engine"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _batch(text: str) -> Tuple[int, int, int]:
+    parts = text.replace(":", ",").split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = (1, values[0], values[0])
+    if len(values) != 3 or not (1 <= values[0] <= values[1] <= values[2]):
+        raise argparse.ArgumentTypeError(f"expected MAX or MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _profile(text: str) -> Any:
+    from ..formats.engine import parse_profile
+
+    try:
+        return parse_profile(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (MiB), got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("convert", help=HELP, description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("input", metavar="IN", help="model to convert (.etlt or .onnx; detected by content)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .onnx, .etlt or .engine")
+    p.add_argument("-k", "--key", default=None, help="TAO key (default: $EDGEPOSE_KEY, $TAO_KEY or nvidia_tlt)")
+    p.add_argument("-t", "--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                   help="engine precision (default fp16; int8 needs --calib)")
+    p.add_argument("-c", "--calib", default=None, metavar="CACHE",
+                   help="INT8 calibration cache (TensorRT text format, e.g. TAO's cal.bin); a cache from another "
+                        "TensorRT version has its header rewritten, with a warning")
+    p.add_argument("-p", "--profile", type=_profile, action="append", default=[], metavar="NAME,MIN,OPT,MAX",
+                   help="optimisation profile as tao-converter's -p, e.g. input_1:0,1x288x384x3,8x288x384x3,"
+                        "16x288x384x3 (repeat for several inputs)")
+    p.add_argument("--batch", type=_batch, default=None, metavar="MIN,OPT,MAX",
+                   help="profile for the image input that varies only the batch (default 1,1,1)")
+    p.add_argument("-w", "--workspace", type=_positive, default=None, metavar="MiB",
+                   help="builder workspace limit in MiB (default: TensorRT's)")
+    p.add_argument("--input-size", type=_input_size, default=None, metavar="HxW",
+                   help="input size for a model whose size is dynamic (engine builds need a fixed one)")
+    p.add_argument("--spec", default=None, metavar="JSON", help="ModelSpec fields overriding the detected ones")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    return p
+
+
+def _load_onnx(args: argparse.Namespace, fmt: Any) -> bytes:
+    """The input as ONNX bytes (an .etlt is decrypted in memory)."""
+    from ..formats import ModelFormat
+
+    if fmt is ModelFormat.ETLT:
+        from ..formats.etlt import read_etlt
+
+        return read_etlt(args.input, args.key).onnx_bytes()
+    if fmt is ModelFormat.ONNX:
+        return Path(args.input).read_bytes()
+    if fmt is ModelFormat.ENGINE:
+        raise CLIError(f"{args.input}: already a TensorRT engine; convert the .onnx or .etlt it was built from")
+    raise ModelFormatError(f"{args.input}: not an ONNX or TAO .etlt model")
+
+
+def onnx_model_info(onnx_bytes: bytes) -> Any:
+    """A :class:`~edgepose.spec.ModelInfo` read from an ONNX graph (no runtime needed)."""
+    import onnx
+
+    from ..backends.base import TensorSpec
+    from ..spec import ModelInfo
+
+    model = onnx.load_from_string(onnx_bytes)
+    init = {t.name for t in model.graph.initializer}
+
+    def specs(values: Any) -> List[TensorSpec]:
+        out = []
+        for v in values:
+            if v.name in init:
+                continue
+            dims = v.type.tensor_type.shape.dim
+            shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+                          for d in dims)
+            out.append(TensorSpec(v.name, shape))
+        return out
+
+    return ModelInfo(specs(model.graph.input), specs(model.graph.output),
+                     {p.key: p.value for p in model.metadata_props})
+
+
+def _engine(args: argparse.Namespace, onnx_bytes: bytes, out: Path) -> Dict[str, Any]:
+    from ..formats.engine import BuildOptions, profile_from_batch, write_engine
+    from ..spec import spec_for
+
+    calib = None
+    if args.calib is not None:
+        from ..formats.calib import read_calibration_cache
+
+        read_calibration_cache(args.calib)  # malformed caches fail here, before any TensorRT work
+        calib = str(args.calib)
+    info = onnx_model_info(onnx_bytes)
+    overrides: Dict[str, Any] = {}
+    if isinstance(args.input_size, tuple):
+        overrides["input_size"] = args.input_size
+    elif isinstance(args.input_size, int):
+        raise CLIError("--input-size: an engine needs HEIGHTxWIDTH, not a height alone")
+    spec = spec_for(args.input, info, spec=args.spec, **overrides)
+    profiles = list(args.profile)
+    image = next(t for t in info.inputs if t.name == spec.input_name)
+    if spec.input_name not in {p.input_name for p in profiles} and not all(
+            isinstance(d, int) and d > 0 for d in image.shape):
+        try:
+            profiles.append(profile_from_batch(spec.input_name, image.shape, args.batch or (1, 1, 1), spec.input_size,
+                                               spec.input_layout))
+        except ValueError as e:
+            raise SpecError(str(e)) from None
+    elif args.batch is not None and spec.input_name in {p.input_name for p in profiles}:
+        raise CLIError("give the image input's profile once: -p or --batch, not both")
+    try:
+        options = BuildOptions(args.precision, tuple(profiles), args.workspace, calib)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    from ..backends import REGISTRY
+
+    why = REGISTRY["tensorrt"].reason()
+    if why is not None:
+        from ..errors import BackendUnavailable
+
+        raise BackendUnavailable(f"building a TensorRT engine needs TensorRT and a GPU here: {why}. Copy the .onnx "
+                                 "(edgepose convert IN -o model.onnx) to the target device and build there")
+    from ..backends.tensorrt import build_engine, trt
+
+    plan = build_engine(onnx_bytes, options, where=str(args.input))
+    build = {"tensorrt": trt.__version__, "source": Path(args.input).name,
+             "source_sha256": hashlib.sha256(onnx_bytes).hexdigest(), **options.to_dict()}
+    side = write_engine(out, plan, spec.to_dict(), build)
+    return {"engine": str(out), "sidecar": str(side), "bytes": len(plan)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..formats import detect_format
+
+    src, out = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise CLIError(f"{src}: model file not found" if not src.exists() else f"{src}: is not a file")
+    if out.resolve() == src.resolve():
+        raise CLIError(f"-o {out}: the output would overwrite the input")
+    suffix = out.suffix.lower()
+    if suffix not in (".onnx", ".etlt", *ENGINE_SUFFIXES):
+        raise CLIError(f"-o {out}: unknown output type {suffix or '(none)'}; use .onnx, .etlt or .engine")
+    check_new_file(out, args.overwrite, "-o")
+    if args.calib is not None and not Path(args.calib).is_file():
+        raise CLIError(f"--calib {args.calib}: file not found")
+    if args.spec is not None and not Path(args.spec).is_file():
+        raise CLIError(f"--spec {args.spec}: file not found")
+    if suffix in ENGINE_SUFFIXES and (args.precision == "int8") != (args.calib is not None):
+        raise CLIError("-t int8 needs --calib CACHE (edgepose does not calibrate while building)"
+                       if args.calib is None else f"--calib is only used with -t int8, not {args.precision}")
+    if suffix not in ENGINE_SUFFIXES:
+        engine_only = [flag for flag, used in (("--calib", args.calib), ("-p/--profile", args.profile),
+                                               ("--batch", args.batch), ("--workspace", args.workspace))
+                       if used]
+        if engine_only:
+            raise CLIError(f"{', '.join(engine_only)}: only used when building an engine (-o *.engine)")
+    fmt = detect_format(src)
+    onnx_bytes = _load_onnx(args, fmt)
+    if suffix == ".onnx":
+        if fmt.value == "onnx":
+            raise CLIError(f"{src} is already ONNX; nothing to convert")
+        out.write_bytes(onnx_bytes)  # asked for: the user wants the plaintext model on disk
+        print(f"edgepose convert: wrote {out} ({len(onnx_bytes)} bytes, ONNX)")
+    elif suffix == ".etlt":
+        from ..formats.etlt import write_etlt
+
+        write_etlt(out, onnx_bytes, args.key)
+        print(f"edgepose convert: wrote {out} (TAO .etlt, ONNX payload)")
+    else:
+        done = _engine(args, onnx_bytes, out)
+        print(f"edgepose convert: wrote {done['engine']} ({done['bytes']} bytes) and {done['sidecar']}")
+    return 0
