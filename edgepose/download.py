@@ -1,0 +1,124 @@
+"""Download model files, e.g. NVIDIA's TAO BodyPoseNet from NGC, with a size and checksum check.
+
+    from edgepose.download import download, ngc_url
+    path = download(ngc_url("nvidia/tao/bodyposenet", "deployable_v1.0.1", "model.etlt"), "models/")
+
+The file is streamed to ``<name>.part`` beside the destination and renamed only when complete (and,
+when ``sha256`` is given, verified), so an interrupted download never leaves a file that looks
+whole. NVIDIA's models come under NVIDIA's model licence: read it on the model's NGC page before use.
+Only the standard library is used (``urllib``); proxies follow the usual environment variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from .errors import EdgePoseError
+
+__all__ = ["DownloadError", "NGC_API", "download", "ngc_url"]
+
+NGC_API = "https://api.ngc.nvidia.com/v2/models"
+_CHUNK = 1 << 20
+
+
+class DownloadError(EdgePoseError):
+    """A download failed: HTTP error, network error, a short file or a checksum mismatch."""
+
+
+def ngc_url(model: str, version: str, file: str) -> str:
+    """The NGC API URL of one file of a model version.
+
+    Args:
+        model: ``org/team/name`` or ``org/name`` (e.g. ``nvidia/tao/bodyposenet``).
+        version: e.g. ``deployable_v1.0.1``.
+        file: the file inside the version, e.g. ``model.etlt``.
+    """
+    parts = [p for p in model.split("/") if p]
+    if len(parts) not in (2, 3) or not version or not file:
+        raise ValueError(f"model must be 'org/team/name' or 'org/name' and version and file non-empty; got "
+                         f"{model!r}, {version!r}, {file!r}")
+    # The form TAO's notebooks fetch with wget (not checked against NGC from here: no internet access).
+    path = "/".join(parts)
+    quote = urllib.parse.quote
+    return f"{NGC_API}/{path}/versions/{quote(version)}/files/{quote(file)}"
+
+
+def download(url: str, dest: Union[str, os.PathLike[str]], *, sha256: Optional[str] = None,
+             overwrite: bool = False, timeout: float = 60.0,
+             progress: Optional[Callable[[int, Optional[int]], None]] = None) -> Path:
+    """Download ``url`` to ``dest`` (a file path, or an existing folder: the URL's file name is used).
+
+    Args:
+        url: ``http://`` or ``https://`` URL.
+        dest: where to write.
+        sha256: expected hex digest; a mismatch deletes the partial file and raises.
+        overwrite: replace an existing file (otherwise an existing file is returned as is after the
+            checksum, when given, matches).
+        timeout: seconds per network operation.
+        progress: called as ``progress(bytes_done, total_or_None)`` after each chunk.
+
+    Raises:
+        DownloadError: HTTP status, network failure, fewer bytes than announced, checksum mismatch.
+        ValueError: a URL that is not http(s).
+    """
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https"):
+        raise ValueError(f"url: only http(s) URLs are downloaded, got {url!r}")
+    dest = Path(dest)
+    if dest.is_dir():
+        name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+        if not name:
+            raise ValueError(f"url {url!r} has no file name; pass a file path as dest")
+        dest = dest / name
+    if dest.exists() and not overwrite:
+        if sha256 is not None and _sha256(dest) != sha256.lower():
+            raise DownloadError(f"{dest} exists and its sha256 is not {sha256}; pass overwrite=True to download again")
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "edgepose"})
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as f:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            while True:
+                chunk = response.read(_CHUNK)
+                if not chunk:
+                    break
+                f.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        if total is not None and done != total:
+            raise DownloadError(f"{url}: got {done} of {total} bytes (connection closed early); try again")
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise DownloadError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {sha256}")
+        os.replace(part, dest)
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}"
+                            + (" (NGC: check the model name, version and file)" if e.code == 404 else "")) from None
+    except urllib.error.URLError as e:
+        raise DownloadError(f"{url}: cannot connect ({e.reason})") from None
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+        raise DownloadError(f"{url}: network error ({e})") from None
+    finally:
+        if part.exists():
+            part.unlink()
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()

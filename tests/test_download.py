@@ -1,0 +1,86 @@
+"""The download helper against a local HTTP server on 127.0.0.1 (never the internet): whole files,
+checksums, HTTP errors, a connection closed early, no partial file left behind, NGC URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from edgepose.download import DownloadError, download, ngc_url
+
+BODY = bytes(range(256)) * 5000  # 1.28 MB: more than one chunk
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        if self.path.endswith("/model.etlt"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+        elif self.path.endswith("/short.etlt"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY[:1000])  # then the connection closes
+            self.close_connection = True
+        else:
+            self.send_error(404, "Not Found")
+
+    def log_message(self, *args: object) -> None:  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def test_download_whole_file_with_checksum_and_progress(server: str, tmp_path: Path) -> None:
+    seen: List[Tuple[int, object]] = []
+    digest = hashlib.sha256(BODY).hexdigest()
+    path = download(f"{server}/v/model.etlt", tmp_path, sha256=digest, progress=lambda d, t: seen.append((d, t)))
+    assert path == tmp_path / "model.etlt" and path.read_bytes() == BODY
+    assert seen[-1] == (len(BODY), len(BODY)) and len(seen) >= 2
+    # An existing file is kept (and checked) unless overwrite=True.
+    assert download(f"{server}/v/model.etlt", path, sha256=digest) == path
+    with pytest.raises(DownloadError, match="exists and its sha256"):
+        download(f"{server}/v/model.etlt", path, sha256="0" * 64)
+    assert download(f"{server}/v/model.etlt", path, overwrite=True).read_bytes() == BODY
+
+
+def test_download_failures_leave_nothing_behind(server: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="sha256 .* does not match"):
+        download(f"{server}/v/model.etlt", tmp_path / "bad.etlt", sha256="ab" * 32)
+    with pytest.raises(DownloadError, match="HTTP 404.*NGC: check"):
+        download(f"{server}/v/missing.etlt", tmp_path / "missing.etlt")
+    with pytest.raises(DownloadError, match="got 1000 of 1280000 bytes|network error"):
+        download(f"{server}/v/short.etlt", tmp_path / "short.etlt")
+    assert list(tmp_path.iterdir()) == []  # no partial or unverified file
+    with pytest.raises(DownloadError, match="cannot connect"):
+        download("http://127.0.0.1:9/model.etlt", tmp_path / "x.etlt", timeout=5)  # port 9: nothing listens
+    with pytest.raises(ValueError, match="only http"):
+        download("file:///etc/passwd", tmp_path / "x")
+
+
+def test_ngc_urls() -> None:
+    assert ngc_url("nvidia/tao/bodyposenet", "deployable_v1.0.1", "model.etlt") == (
+        "https://api.ngc.nvidia.com/v2/models/nvidia/tao/bodyposenet/versions/deployable_v1.0.1/files/"
+        "model.etlt")
+    url = ngc_url("nvidia/bodyposenet", "v1", "a b.onnx")
+    assert url.endswith("/models/nvidia/bodyposenet/versions/v1/files/a%20b.onnx")
+    with pytest.raises(ValueError, match="org/team/name"):
+        ngc_url("bodyposenet", "v1", "model.etlt")
