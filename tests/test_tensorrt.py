@@ -199,7 +199,8 @@ def test_tensorrt_unavailable_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_cuda_layer_without_a_device() -> None:
-    _cuda = pytest.importorskip("edgepose.backends._cuda", reason="cuda-python is not installed")
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from edgepose.backends import _cuda
     rt = _cuda.runtime
     assert _cuda.cuda_call((rt.cudaError_t.cudaSuccess, 7), "x") == 7
     assert _cuda.cuda_call((rt.cudaError_t.cudaSuccess,), "x") is None
@@ -223,7 +224,8 @@ class _CaiArray:
 
 
 def test_device_array_hand_over_parsing() -> None:
-    _cuda = pytest.importorskip("edgepose.backends._cuda", reason="cuda-python is not installed")
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from edgepose.backends import _cuda
     da = _cuda.device_array(_CaiArray((2, 288, 384, 3), "<f4"))
     assert (da.ptr, da.shape, da.dtype, da.contiguous) == (0x7F0000001000, (2, 288, 384, 3), np.float32, True)
     assert da.nbytes == 2 * 288 * 384 * 3 * 4
