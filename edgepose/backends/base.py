@@ -89,7 +89,8 @@ class Backend(Protocol):
 class BackendBase:
     """Shared behaviour of the concrete backends: context manager, ``describe()``, feed checks.
 
-    Subclasses set ``name`` and implement ``version``, ``inputs``, ``outputs``, ``_run`` and ``_close``.
+    Subclasses set ``name``, fill ``_inputs``, ``_outputs`` (and ``_metadata``) when they open the
+    model, and implement ``version``, ``_run`` and ``_close``.
     """
 
     name: str = "base"
@@ -99,6 +100,9 @@ class BackendBase:
 
     def __init__(self) -> None:
         self._closed = False
+        self._inputs: List[TensorSpec] = []
+        self._outputs: List[TensorSpec] = []
+        self._metadata: Dict[str, str] = {}
 
     # -- to implement --------------------------------------------------------------------------
     @property
@@ -107,16 +111,16 @@ class BackendBase:
 
     @property
     def inputs(self) -> List[TensorSpec]:
-        raise NotImplementedError
+        return list(self._inputs)
 
     @property
     def outputs(self) -> List[TensorSpec]:
-        raise NotImplementedError
+        return list(self._outputs)
 
     @property
     def metadata(self) -> Dict[str, str]:
         """Free-form key/value metadata stored in the model (ONNX ``metadata_props``); may be empty."""
-        return {}
+        return dict(self._metadata)
 
     def _run(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         raise NotImplementedError

@@ -147,17 +147,6 @@ class OnnxRuntimeBackend(BackendBase):
     def version(self) -> str:
         return str(ort.__version__)
 
-    @property
-    def inputs(self) -> List[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def metadata(self) -> Dict[str, str]:
-        return dict(self._metadata)
 
     @property
     def providers(self) -> List[str]:

@@ -279,17 +279,6 @@ class TensorRTBackend(BackendBase):
     def version(self) -> str:
         return str(trt.__version__)
 
-    @property
-    def inputs(self) -> List[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def metadata(self) -> Dict[str, str]:
-        return dict(self._metadata)
 
     @property
     def max_shapes(self) -> Dict[str, Tuple[int, ...]]:
