@@ -170,7 +170,7 @@ void Decoder::decode(const MapView& heat, const MapView& paf, double heatmap_str
                      Result& out) {
   check_maps(heat, paf, heatmap_stride, paf_stride);
 
-  for (std::int32_t c = 0; c < n_; ++c) find_peaks(heat, c, heatmap_stride, peak_params_, peaks_[c]);
+  find_all_peaks(heat, n_, heatmap_stride, peak_params_, peaks_);
 
   const double input_height = static_cast<double>(heat.height) * heatmap_stride;
   connections_.clear();

@@ -16,14 +16,14 @@ struct Plane {
   const T* base;  // element (0, 0) of the channel
   std::ptrdiff_t sh, sw, height, width;
 
-  double operator()(std::ptrdiff_t i, std::ptrdiff_t j) const {
-    const T v = base[i * sh + j * sw];
+  static double load(const T* p) {
     if constexpr (std::is_same_v<T, float>) {
-      return static_cast<double>(v);
+      return static_cast<double>(*p);
     } else {
-      return static_cast<double>(half_to_float(v));
+      return static_cast<double>(half_to_float(*p));
     }
   }
+  double operator()(std::ptrdiff_t i, std::ptrdiff_t j) const { return load(base + i * sh + j * sw); }
 };
 
 // "a before b" in the order the cap and the ids use: higher score first, then raster order.
@@ -105,33 +105,34 @@ void refine_peak(const Plane<T>& h, Refine mode, Peak& p, double& dx, double& dy
   dy = std::clamp(dy, -0.5, 0.5);
 }
 
+// Offers cell (i, j) of value v to one channel's peaks. `out` doubles as a heap whose front is the
+// weakest kept peak: O(max_peaks) memory even when every cell is a peak. Each channel's cells must
+// come in raster order, so a newcomer that only ties the weakest is later in raster order, hence
+// weaker, and is rejected.
 template <typename T>
-void find_peaks_t(const Plane<T>& h, double stride, const PeakParams& params, std::vector<Peak>& out) {
-  out.clear();
+inline void offer(const Plane<T>& h, std::ptrdiff_t i, std::ptrdiff_t j, double v, const PeakParams& params,
+                  std::vector<Peak>& out) {
+  if (!(v > params.threshold)) return;
   const std::size_t cap = static_cast<std::size_t>(params.max_peaks);
-  // `out` doubles as a heap whose front is the weakest kept peak: O(max_peaks) memory even when
-  // every cell is a peak. Cells come in raster order, so a newcomer that only ties the weakest
-  // is later in raster order, hence weaker, and is rejected.
-  for (std::ptrdiff_t i = 0; i < h.height; ++i) {
-    for (std::ptrdiff_t j = 0; j < h.width; ++j) {
-      const double v = h(i, j);
-      if (!(v > params.threshold)) continue;
-      if (out.size() == cap && !(v > out.front().score)) continue;  // could not enter the top list
-      if (!is_local_max(h, i, j, v, params.nms_radius)) continue;
-      Peak p;
-      p.score = v;
-      p.row = static_cast<std::int32_t>(i);
-      p.col = static_cast<std::int32_t>(j);
-      if (out.size() == cap) {
-        std::pop_heap(out.begin(), out.end(), stronger);
-        out.back() = p;
-      } else {
-        out.push_back(p);
-      }
-      std::push_heap(out.begin(), out.end(), stronger);
-    }
+  if (out.size() == cap && !(v > out.front().score)) return;  // could not enter the top list
+  if (!is_local_max(h, i, j, v, params.nms_radius)) return;
+  Peak p;
+  p.score = v;
+  p.row = static_cast<std::int32_t>(i);
+  p.col = static_cast<std::int32_t>(j);
+  if (out.size() == cap) {
+    std::pop_heap(out.begin(), out.end(), stronger);
+    out.back() = p;
+  } else {
+    out.push_back(p);
   }
-  std::sort(out.begin(), out.end(), stronger);  // ids: strongest first, ties in raster order
+  std::push_heap(out.begin(), out.end(), stronger);
+}
+
+// Orders one channel's kept peaks (ids: strongest first, ties in raster order) and places them.
+template <typename T>
+void finish(const Plane<T>& h, double stride, const PeakParams& params, std::vector<Peak>& out) {
+  std::sort(out.begin(), out.end(), stronger);
   for (Peak& p : out) {
     double dx = 0.0, dy = 0.0;
     refine_peak(h, params.refine, p, dx, dy);
@@ -140,19 +141,63 @@ void find_peaks_t(const Plane<T>& h, double stride, const PeakParams& params, st
   }
 }
 
+template <typename T>
+void find_peaks_t(const Plane<T>& h, double stride, const PeakParams& params, std::vector<Peak>& out) {
+  out.clear();
+  for (std::ptrdiff_t i = 0; i < h.height; ++i) {
+    for (std::ptrdiff_t j = 0; j < h.width; ++j) offer(h, i, j, h(i, j), params, out);
+  }
+  finish(h, stride, params, out);
+}
+
+template <typename T>
+Plane<T> plane(const MapView& heat, std::ptrdiff_t channel) {
+  return Plane<T>{static_cast<const T*>(heat.data) + channel * heat.stride_c, heat.stride_h, heat.stride_w,
+                  heat.height, heat.width};
+}
+
+// Channels interleaved in memory (NHWC, stride_c == 1): one pass over the cells in memory order,
+// every channel at each cell, instead of one strided pass per channel. Each channel still sees
+// its cells in raster order, so the peaks are exactly those of find_peaks_t.
+template <typename T>
+void find_peaks_interleaved(const MapView& heat, std::int32_t channels, double stride, const PeakParams& params,
+                            std::vector<std::vector<Peak>>& out) {
+  const auto* base = static_cast<const T*>(heat.data);
+  for (std::int32_t c = 0; c < channels; ++c) out[c].clear();
+  for (std::ptrdiff_t i = 0; i < heat.height; ++i) {
+    for (std::ptrdiff_t j = 0; j < heat.width; ++j) {
+      const T* cell = base + i * heat.stride_h + j * heat.stride_w;
+      for (std::int32_t c = 0; c < channels; ++c) {
+        const double v = Plane<T>::load(cell + c);
+        if (!(v > params.threshold)) continue;  // the common case: no plane needed
+        offer(Plane<T>{base + c, heat.stride_h, heat.stride_w, heat.height, heat.width}, i, j, v, params, out[c]);
+      }
+    }
+  }
+  for (std::int32_t c = 0; c < channels; ++c) finish(plane<T>(heat, c), stride, params, out[c]);
+}
+
 }  // namespace
+
+void find_all_peaks(const MapView& heat, std::int32_t channels, double stride, const PeakParams& params,
+                    std::vector<std::vector<Peak>>& out) {
+  if (heat.stride_c == 1) {
+    if (heat.dtype == DType::F32) {
+      find_peaks_interleaved<float>(heat, channels, stride, params, out);
+    } else {
+      find_peaks_interleaved<std::uint16_t>(heat, channels, stride, params, out);
+    }
+    return;
+  }
+  for (std::int32_t c = 0; c < channels; ++c) find_peaks(heat, c, stride, params, out[c]);
+}
 
 void find_peaks(const MapView& heat, std::ptrdiff_t channel, double stride, const PeakParams& params,
                 std::vector<Peak>& out) {
-  const std::ptrdiff_t c_off = channel * heat.stride_c;
   if (heat.dtype == DType::F32) {
-    const Plane<float> h{static_cast<const float*>(heat.data) + c_off, heat.stride_h, heat.stride_w, heat.height,
-                         heat.width};
-    find_peaks_t(h, stride, params, out);
+    find_peaks_t(plane<float>(heat, channel), stride, params, out);
   } else {
-    const Plane<std::uint16_t> h{static_cast<const std::uint16_t*>(heat.data) + c_off, heat.stride_h,
-                                 heat.stride_w, heat.height, heat.width};
-    find_peaks_t(h, stride, params, out);
+    find_peaks_t(plane<std::uint16_t>(heat, channel), stride, params, out);
   }
 }
 

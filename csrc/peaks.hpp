@@ -34,4 +34,9 @@ struct Peak {
 void find_peaks(const MapView& heat, std::ptrdiff_t channel, double stride, const PeakParams& params,
                 std::vector<Peak>& out);
 
+// The peaks of channels 0..channels-1 into out[0..channels-1] (sized by the caller), the same as
+// find_peaks channel by channel; an NHWC map is read once, in memory order.
+void find_all_peaks(const MapView& heat, std::int32_t channels, double stride, const PeakParams& params,
+                    std::vector<std::vector<Peak>>& out);
+
 }  // namespace edgepose
