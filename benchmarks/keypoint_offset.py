@@ -74,7 +74,8 @@ def main(argv: List[str]) -> int:
         out[model] = summary(residuals(model))
         s = out[model]
         regions = ", ".join(f"{k} ({s[k]['median_dx']:+.2f}, {s[k]['median_dy']:+.2f})" for k in REGIONS)
-        print(f"{model}: {s['keypoints']} keypoints, offset ({s['median_dx']:+.2f}, {s['median_dy']:+.2f}) px; {regions}")
+        offset = f"({s['median_dx']:+.2f}, {s['median_dy']:+.2f})"
+        print(f"{model}: {s['keypoints']} keypoints, offset {offset} px; {regions}")
     print("wrote", write_results("keypoint_offset", {"radius_px": RADIUS, "models": out}))
     return 0
 

@@ -59,10 +59,12 @@ def main() -> int:
         config = DecoderConfig.tao() if change is None else DecoderConfig().replace(**change)
         ap = {m: real_map_ap(m, config, maps[m])["AP"] for m in REAL_MODELS}
         rows.append({"variant": label, "change": change, "AP": ap, "mean": sum(ap.values()) / len(ap)})
-        print(f"{label:32s} " + "  ".join(f"{m[:12]} {v:.4f}" for m, v in ap.items()) + f"  mean {rows[-1]['mean']:.4f}")
+        aps = "  ".join(f"{m[:12]} {v:.4f}" for m, v in ap.items())
+        print(f"{label:32s} {aps}  mean {rows[-1]['mean']:.4f}")
     lines = ["| variant | " + " | ".join(REAL_MODELS) + " | mean |", "|---" * (len(REAL_MODELS) + 2) + "|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | " + " | ".join(f"{r['AP'][m]:.4f}" for m in REAL_MODELS) + f" | {r['mean']:.4f} |")
+        aps = " | ".join(f"{r['AP'][m]:.4f}" for m in REAL_MODELS)
+        lines.append(f"| {r['variant']} | {aps} | {r['mean']:.4f} |")
     (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
     print("wrote", write_results("tuning", {"default": DecoderConfig().to_dict(), "rows": rows}))
     return 0

@@ -118,7 +118,7 @@ class DecoderConfig:
             need(getattr(self, name) in allowed, f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
-    def tao(cls) -> "DecoderConfig":
+    def tao(cls) -> DecoderConfig:
         """TAO BodyPoseNet's reference post-processing thresholds (tao_bodyposenet.md).
 
         TAO also upsamples the maps x8 and smooths them before NMS; edgepose decodes at the maps'
@@ -132,12 +132,12 @@ class DecoderConfig:
         )
 
     @classmethod
-    def ideal(cls) -> "DecoderConfig":
+    def ideal(cls) -> DecoderConfig:
         """For ideal (rendered) maps: every fragment kept, one part is enough, 3x3 NMS (rendered
         peaks of nearby persons are sharper than a real network's)."""
         return dataclasses.replace(cls(), min_parts=1, min_person_score=0.0, nms_radius=1)
 
-    def replace(self, **changes: Any) -> "DecoderConfig":
+    def replace(self, **changes: Any) -> DecoderConfig:
         """A copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import COCO_MINI, MODELS, need
 
 from edgepose import DecoderConfig, EdgePose, ModelSpec
 from edgepose.coco import evaluate, ground_truth_poses
 from edgepose.decode import Decoder
 from edgepose.render import render_heatmaps, render_pafs
-
-from conftest import COCO_MINI, MODELS, need
 
 STRIDE = 8
 
