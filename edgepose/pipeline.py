@@ -7,6 +7,13 @@
 The path of one batch: ``preprocess`` (resize, normalise, layout) -> ``backend.run`` -> the C++
 ``Decoder`` (GIL released) -> ``Poses.to_image``; each stage runs under one stage timer.
 
+Frames already on the GPU (CuPy, PyTorch CUDA tensors, anything with ``__cuda_array_interface__`` or
+a CUDA DLPack device) take the device path with the TensorRT backend: the NVRTC kernel of
+:class:`~edgepose.gpu_preprocess.GpuPreprocessor` letterboxes and normalises them on the device, the
+backend binds its output as the engine's input, and only the network's outputs come to the host, for
+the decoder. :func:`route_frames` makes that choice; any other backend refuses device frames with
+one :class:`~edgepose.errors.InputError` that says what to do.
+
 Thread-safety: an EdgePose is *not* thread-safe. Its decoder owns scratch memory reused across
 frames and ``last_timings`` belongs to the last call. Use one EdgePose per thread (the usual choice:
 each has its own session and decoder) or guard a shared one with a lock.
@@ -17,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,6 +39,85 @@ __all__ = ["EdgePose"]
 
 STAGES = ("preprocess", "inference", "decode", "total")
 """The keys of :attr:`EdgePose.last_timings`."""
+
+DEVICE_BACKENDS = ("tensorrt",)
+"""Backends whose ``run`` binds a device array as the input (see :mod:`edgepose.backends.tensorrt`)."""
+
+_DL_CUDA_DEVICES = (2, 13)  # DLPack kDLCUDA, kDLCUDAManaged (as edgepose.backends._cuda reads them)
+
+
+def _is_device_array(obj: Any) -> bool:
+    """Whether ``obj`` is an array in CUDA device memory; needs no CUDA library (the ONNX Runtime
+    path must recognise a device frame to refuse it, where cuda-python may be absent)."""
+    if isinstance(obj, np.ndarray):
+        return False
+    if hasattr(obj, "__cuda_array_interface__"):  # a PyTorch CPU tensor raises here: hasattr is False
+        return True
+    dlpack_device = getattr(obj, "__dlpack_device__", None)
+    if dlpack_device is None:
+        return False
+    try:
+        return int(dlpack_device()[0]) in _DL_CUDA_DEVICES
+    except Exception:  # not a usable DLPack object: the host path reports what is wrong with it
+        return False
+
+
+def route_frames(frames: Any, backend_name: str) -> bool:
+    """Whether ``frames`` (as :meth:`EdgePose.infer_batch` takes them) go the device path.
+
+    Returns:
+        False for host frames (numpy and anything else :func:`~edgepose.preprocess.as_frames`
+        judges), True for device frames with a backend in :data:`DEVICE_BACKENDS`.
+
+    Raises:
+        InputError: device frames with a backend that takes host arrays only (it says how to
+            download them or which backend to use), or a batch mixing device and host frames.
+    """
+    if _is_device_array(frames):
+        items = [frames]
+    elif isinstance(frames, (list, tuple)):
+        items = list(frames)
+    else:
+        return False
+    on_device = [i for i, f in enumerate(items) if _is_device_array(f)]
+    if not on_device:
+        return False
+    if len(on_device) != len(items):
+        host = next(i for i in range(len(items)) if i not in on_device)
+        raise InputError(f"frames: frames[{on_device[0]}] is on the GPU and frames[{host}] is not; pass all frames "
+                         "of one call on the same side")
+    if backend_name not in DEVICE_BACKENDS:
+        f = items[on_device[0]]
+        kind = f"{type(f).__module__.split('.')[0]}.{type(f).__name__}"
+        raise InputError(
+            f"frames: a frame on the GPU ({kind}) needs backend='tensorrt', which pre-processes it on the device; "
+            f"the {backend_name!r} backend takes host frames. Download it first (CuPy: frame.get(), PyTorch: "
+            "frame.cpu().numpy()), or load the model with EdgePose(..., backend='tensorrt') (TensorRT 10, "
+            "cuda-python and an NVIDIA GPU)")
+    return True
+
+
+def _device_frames(frames: Any) -> Tuple[List[Any], List[Tuple[int, int]]]:
+    """Device frames as a list, checked, with their (H, W): each a C-contiguous (H, W, 3) uint8 BGR array
+    (a (B, H, W, 3) array is B frames). Needs cuda-python (only the TensorRT backend gets here)."""
+    from .backends._cuda import device_array
+
+    if _is_device_array(frames):
+        da = device_array(frames)
+        frames = list(frames) if da is not None and len(da.shape) == 4 else [frames]
+    frames = list(frames)
+    sizes = []
+    for i, f in enumerate(frames):
+        da = device_array(f)
+        if da is None or da.dtype != np.uint8 or len(da.shape) != 3 or da.shape[2] != 3 or not da.contiguous:
+            what = "not a device array" if da is None else \
+                f"{da.dtype} {da.shape}{'' if da.contiguous else ' (strided)'}"
+            raise InputError(f"frames[{i}]: a GPU frame must be a C-contiguous (H, W, 3) uint8 BGR array, got {what} "
+                             "(convert it on the device, e.g. cupy.ascontiguousarray / tensor.contiguous())")
+        if da.shape[0] < 1 or da.shape[1] < 1:
+            raise InputError(f"frames[{i}]: empty frame of shape {da.shape}")
+        sizes.append((int(da.shape[0]), int(da.shape[1])))
+    return frames, sizes
 
 
 class _StageTimer:
@@ -88,6 +174,7 @@ class EdgePose:
         if config is not None and not isinstance(config, DecoderConfig):
             raise TypeError(f"config: expected a DecoderConfig, got {type(config).__name__}")
         self._owns_backend = not isinstance(model, Backend)
+        self._gpu_pre: Any = None  # GpuPreprocessor, made on the first frame on the GPU
         if self._owns_backend:
             read_head(model, 1)  # a missing path is a ModelFormatError naming it, before any backend work
             options: Dict[str, Any] = {}
@@ -137,30 +224,68 @@ class EdgePose:
         return self._config
 
     # -- stages ----------------------------------------------------------------------------------
-    def _maps(self, frames: FrameInput, timer: _StageTimer) -> Tuple[np.ndarray, np.ndarray, List[Transform]]:
+    def _frames(self, frames: FrameInput) -> Tuple[List[Any], List[Tuple[int, int]], bool]:
+        """Checked frames, their (H, W), and whether they are on the device (see :func:`route_frames`)."""
+        if route_frames(frames, self._backend.name):
+            return (*_device_frames(frames), True)
+        frames = as_frames(frames)
+        return frames, [f.shape[:2] for f in frames], False
+
+    def _maps(self, frames: List[Any], sizes: List[Tuple[int, int]], on_device: bool, timer: _StageTimer
+              ) -> Tuple[np.ndarray, np.ndarray, List[Transform]]:
+        """Checked frames and their sizes (from :meth:`_frames`) -> network outputs, one Transform per frame."""
         spec = self._spec
-        with timer.stage("preprocess"):
-            tensor, transforms = preprocess(frames, spec, dtype=self._input_dtype)
-        with timer.stage("inference"):
-            heat, paf = self._run(tensor)
+        if on_device:
+            # The kernel runs asynchronously on the legacy default stream, which the backend's
+            # stream waits for: the pre-processing time shows up in "inference", not "preprocess".
+            pre = self._gpu_preprocessor()
+            transforms = [transform_for(size, spec) for size in sizes]  # as the kernel places them
+
+            def batch(start: int, stop: int, fill: int) -> Any:
+                return pre(frames[start:stop] + [frames[start]] * fill)[0]
+        else:
+            with timer.stage("preprocess"):
+                tensor, transforms = preprocess(frames, spec, dtype=self._input_dtype)
+
+            def batch(start: int, stop: int, fill: int) -> Any:
+                chunk = tensor[start:stop]
+                return np.concatenate([chunk, np.repeat(chunk[:1], fill, axis=0)]) if fill else chunk
+        heat, paf = self._run(len(frames), batch, timer)
         return heat, paf, transforms
 
-    def _run(self, tensor: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Run the backend, in chunks of the model's batch size when that is fixed."""
+    def _gpu_preprocessor(self) -> Any:
+        """The :class:`~edgepose.gpu_preprocess.GpuPreprocessor` of this model (compiled on first use)."""
+        if self._gpu_pre is None:
+            from .gpu_preprocess import GpuPreprocessor
+
+            self._gpu_pre = GpuPreprocessor(self._spec, self._input_dtype)
+        return self._gpu_pre
+
+    def _run(self, n: int, batch: Callable[[int, int, int], Any], timer: _StageTimer
+             ) -> Tuple[np.ndarray, np.ndarray]:
+        """Run the backend on ``n`` frames, in chunks of the model's batch size when that is fixed.
+
+        ``batch(start, stop, fill)`` makes the input tensor of frames ``start:stop`` followed by
+        ``fill`` copies of frame ``start`` (filling the last chunk; those outputs are dropped).
+        """
         spec, b = self._spec, self._fixed_batch
-        if b is None or tensor.shape[0] == b:
-            out = self._backend.run({spec.input_name: tensor})
+        if b is None or n == b:
+            with timer.stage("preprocess"):
+                x = batch(0, n, 0)
+            with timer.stage("inference"):
+                out = self._backend.run({spec.input_name: x})
             return out[spec.heatmap_output], out[spec.paf_output]
         heats, pafs = [], []
-        n = tensor.shape[0]
         for start in range(0, n, b):
-            chunk = tensor[start:start + b]
-            if chunk.shape[0] < b:  # fill the last chunk with copies of its first image; outputs dropped
-                chunk = np.concatenate([chunk, np.repeat(chunk[:1], b - chunk.shape[0], axis=0)])
-            out = self._backend.run({spec.input_name: chunk})
-            heats.append(out[spec.heatmap_output])
-            pafs.append(out[spec.paf_output])
-        return np.concatenate(heats)[:n], np.concatenate(pafs)[:n]
+            stop = min(start + b, n)
+            with timer.stage("preprocess"):
+                x = batch(start, stop, b - (stop - start))
+            with timer.stage("inference"):
+                out = self._backend.run({spec.input_name: x})
+                # Copies: a backend may return views of buffers its next run overwrites (TensorRT).
+                heats.append(np.array(out[spec.heatmap_output][:stop - start]))
+                pafs.append(np.array(out[spec.paf_output][:stop - start]))
+        return np.concatenate(heats), np.concatenate(pafs)
 
     def _decode(self, heat: np.ndarray, paf: np.ndarray, transforms: List[Transform]) -> List[Poses]:
         spec = self._spec
@@ -188,7 +313,9 @@ class EdgePose:
         """
         self._check_open()
         timer = _StageTimer()
-        heat, paf, transforms = self._maps(frames, timer)
+        with timer.stage("preprocess"):
+            frames, sizes, on_device = self._frames(frames)
+        heat, paf, transforms = self._maps(frames, sizes, on_device, timer)
         self.last_timings = timer.done()
         return heat, paf, transforms
 
@@ -199,17 +326,23 @@ class EdgePose:
         frames of different input sizes run as separate batches rather than padded to a common
         size: padding would change the network's output near the padded edge (its receptive
         field), so a frame's poses would depend on the other frames of the batch. Here they do not.
+
+        Frames may be on the GPU (CuPy arrays, PyTorch CUDA tensors, anything with
+        ``__cuda_array_interface__`` or CUDA DLPack; C-contiguous (H, W, 3) uint8 BGR) when the
+        backend is TensorRT: they are pre-processed on the device and bound to the engine without a
+        host copy. Other backends raise :class:`~edgepose.errors.InputError` for them.
         """
         self._check_open()
         timer = _StageTimer()
         with timer.stage("preprocess"):
-            frames = as_frames(frames)
+            frames, sizes, on_device = self._frames(frames)
             groups: Dict[Tuple[int, int], List[int]] = {}
-            for i, f in enumerate(frames):
-                groups.setdefault(transform_for(f.shape[:2], self._spec).input_size, []).append(i)
+            for i, size in enumerate(sizes):
+                groups.setdefault(transform_for(size, self._spec).input_size, []).append(i)
         results: List[Optional[Poses]] = [None] * len(frames)
         for indices in groups.values():
-            heat, paf, transforms = self._maps([frames[i] for i in indices], timer)
+            heat, paf, transforms = self._maps([frames[i] for i in indices], [sizes[i] for i in indices], on_device,
+                                               timer)
             with timer.stage("decode"):
                 poses = self._decode(heat, paf, transforms)
             for i, p in zip(indices, poses):
@@ -217,12 +350,14 @@ class EdgePose:
         self.last_timings = timer.done()
         return results  # type: ignore[return-value]
 
-    def infer(self, frame: np.ndarray) -> Poses:
-        """The poses in one (H, W, 3) uint8 BGR frame, in frame pixels."""
-        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
+    def infer(self, frame: Any) -> Poses:
+        """The poses in one (H, W, 3) uint8 BGR frame, in frame pixels (a numpy array, or a device array
+        with the TensorRT backend: see :meth:`infer_batch`)."""
+        host = isinstance(frame, np.ndarray) and frame.ndim in (2, 3)
+        if not host and not (_is_device_array(frame) and len(getattr(frame, "shape", (0, 0, 0))) == 3):
             shape = getattr(frame, "shape", None)
             raise InputError(f"frame: expected one (H, W, 3) uint8 BGR array, got "
-                             f"{type(frame).__name__}{'' if shape is None else f' of shape {shape}'}; "
+                             f"{type(frame).__name__}{'' if shape is None else f' of shape {tuple(shape)}'}; "
                              "use infer_batch for several frames")
         return self.infer_batch([frame])[0]
 
@@ -243,6 +378,9 @@ class EdgePose:
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        if getattr(self, "_gpu_pre", None) is not None:
+            self._gpu_pre.close()  # before the backend: both live in the CUDA context it set up
+            self._gpu_pre = None
         backend = getattr(self, "_backend", None)
         if backend is not None and self._owns_backend:
             backend.close()

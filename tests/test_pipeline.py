@@ -199,3 +199,88 @@ def test_errors_and_lifetime(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="after close"):
         model.infer(np.zeros((50, 60, 3), np.uint8))
     model.close()
+
+
+# -- frames on the GPU: routing, and the clear error where they cannot go -----------------------------
+
+class _CaiFrame:
+    """A stand-in for a CuPy / PyTorch CUDA frame: ``__cuda_array_interface__`` only (a pointer that is
+    never dereferenced here)."""
+
+    def __init__(self, shape: tuple = (48, 64, 3), typestr: str = "|u1", strides: Any = None) -> None:
+        self.shape = shape
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (0x7F0000001000, False),
+                                         "version": 3, "strides": strides}
+
+
+class _DLPackFrame:
+    """An object that speaks DLPack only, on the device type it is given (2: CUDA, 1: CPU)."""
+
+    def __init__(self, device_type: int) -> None:
+        self.shape, self._device_type = (48, 64, 3), device_type
+
+    def __dlpack_device__(self) -> tuple:
+        return (self._device_type, 0)
+
+    def __dlpack__(self, stream: Any = None) -> Any:
+        raise AssertionError("routing must not export the array")
+
+
+def test_route_frames_host_or_device() -> None:
+    from edgepose.pipeline import route_frames
+
+    host = np.zeros((48, 64, 3), np.uint8)
+    assert route_frames(host, "onnxruntime") is False  # numpy has __dlpack_device__ too: CPU
+    assert route_frames([host, host], "tensorrt") is False  # host frames stay on the host path, any backend
+    assert route_frames(_CaiFrame(), "tensorrt") is True
+    assert route_frames([_CaiFrame(), _DLPackFrame(2)], "tensorrt") is True
+    assert route_frames([_DLPackFrame(1)], "tensorrt") is False  # a CPU DLPack array is not a device frame
+    assert route_frames("frame.jpg", "tensorrt") is False  # not frames at all: as_frames says what is wrong
+    with pytest.raises(InputError, match=r"frames\[1\] is on the GPU and frames\[0\] is not"):
+        route_frames([host, _CaiFrame()], "tensorrt")
+    for frames in (_CaiFrame(), [_DLPackFrame(2)]):
+        with pytest.raises(InputError, match=r"needs backend='tensorrt'.*'onnxruntime' backend takes host frames.*"
+                                             r"frame\.get\(\).*frame\.cpu\(\)\.numpy\(\)"):
+            route_frames(frames, "onnxruntime")
+
+
+def test_device_frame_with_onnxruntime_is_one_clear_error(omz: EdgePose) -> None:
+    assert omz.backend.name == "onnxruntime"
+    with pytest.raises(InputError, match=r"GPU \(test_pipeline\._CaiFrame\) needs backend='tensorrt'"):
+        omz.infer(_CaiFrame())
+    with pytest.raises(InputError, match="needs backend='tensorrt'"):
+        omz.infer_batch([_CaiFrame(), _CaiFrame((30, 40, 3))])
+    with pytest.raises(InputError, match="needs backend='tensorrt'"):
+        omz.run_maps([_DLPackFrame(2)])
+    with pytest.raises(InputError, match="frame: expected one"):
+        omz.infer(_CaiFrame((2, 48, 64, 3)))  # infer takes one frame, on either side
+    assert len(omz.infer(np.zeros((48, 64, 3), np.uint8))) == 0  # the model is unharmed
+
+
+class _TensorRTStandIn(RenderingBackend):
+    """A host-only backend under TensorRT's name: the device path is chosen, so the frames' checks run
+    (the GPU work after them cannot run here)."""
+
+    name = "tensorrt"
+
+
+def test_device_frames_are_checked_before_any_gpu_work() -> None:
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from edgepose.backends import _cuda
+    from edgepose.errors import EdgePoseError
+
+    model = EdgePose(_TensorRTStandIn(_standing_person()))
+    with pytest.raises(InputError, match=r"frames\[1\]: a GPU frame must be a C-contiguous \(H, W, 3\) uint8 BGR "
+                                         r"array, got float32 \(48, 64, 3\)"):
+        model.infer_batch([_CaiFrame(), _CaiFrame(typestr="<f4")])
+    with pytest.raises(InputError, match=r"frames\[0\]: .*got uint8 \(48, 64, 3\) \(strided\)"):
+        model.infer(_CaiFrame(strides=(64 * 4 * 3, 4 * 3, 1)))
+    with pytest.raises(InputError, match=r"frames\[0\]: .*got uint8 \(48, 64\)"):
+        model.infer_batch([_CaiFrame((48, 64))])
+    with pytest.raises(InputError, match=r"frames\[0\]: empty frame"):
+        model.infer_batch([_CaiFrame((0, 64, 3))])
+    if _cuda.device_count() == 0:
+        # Valid frames reach the GPU pre-processor, which fails as an edgepose error (no driver here).
+        with pytest.raises(EdgePoseError, match="cudaFree"):
+            model.infer(_CaiFrame())
+    model.close()
