@@ -309,7 +309,8 @@ class EdgePose:
         Returns:
             ``(heatmap, paf, transforms)``: the raw outputs in the model's layout (``spec.heatmap_layout``
             / ``spec.paf_layout``), batch first, and one :class:`Transform` per frame; for caching
-            maps, tuning the decoder, or benchmarks.
+            maps, tuning the decoder, or benchmarks. The arrays are the caller's to keep (a backend
+            that returns views of its own buffers, as TensorRT's does, is copied here).
         """
         self._check_open()
         timer = _StageTimer()
@@ -317,6 +318,8 @@ class EdgePose:
             frames, sizes, on_device = self._frames(frames)
         heat, paf, transforms = self._maps(frames, sizes, on_device, timer)
         self.last_timings = timer.done()
+        if not heat.flags.owndata or not paf.flags.owndata:
+            heat, paf = heat.copy(), paf.copy()
         return heat, paf, transforms
 
     def infer_batch(self, frames: FrameInput) -> List[Poses]:
