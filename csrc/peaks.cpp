@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 namespace edgepose {
@@ -141,10 +142,30 @@ void finish(const Plane<T>& h, double stride, const PeakParams& params, std::vec
   }
 }
 
+// The largest float `lo` such that every float v with (double)v > t also has v > lo: a float
+// pre-filter for the double threshold test that can never drop a candidate.
+inline float float_below(double t) {
+  float f = static_cast<float>(t);
+  if (static_cast<double>(f) >= t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+
+// Whether any of the n floats at p exceeds lo: a branch-free loop the compiler vectorises, so the
+// usual mostly-empty rows and cells of a heatmap are passed over at memory speed.
+inline bool any_above(const float* p, std::ptrdiff_t n, float lo) {
+  unsigned any = 0;
+  for (std::ptrdiff_t k = 0; k < n; ++k) any |= static_cast<unsigned>(p[k] > lo);
+  return any != 0;
+}
+
 template <typename T>
 void find_peaks_t(const Plane<T>& h, double stride, const PeakParams& params, std::vector<Peak>& out) {
   out.clear();
+  const float lo = float_below(params.threshold);
   for (std::ptrdiff_t i = 0; i < h.height; ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (h.sw == 1 && !any_above(h.base + i * h.sh, h.width, lo)) continue;  // no cell of row i can be a peak
+    }
     for (std::ptrdiff_t j = 0; j < h.width; ++j) offer(h, i, j, h(i, j), params, out);
   }
   finish(h, stride, params, out);
@@ -163,10 +184,14 @@ template <typename T>
 void find_peaks_interleaved(const MapView& heat, std::int32_t channels, double stride, const PeakParams& params,
                             std::vector<std::vector<Peak>>& out) {
   const auto* base = static_cast<const T*>(heat.data);
+  const float lo = float_below(params.threshold);
   for (std::int32_t c = 0; c < channels; ++c) out[c].clear();
   for (std::ptrdiff_t i = 0; i < heat.height; ++i) {
     for (std::ptrdiff_t j = 0; j < heat.width; ++j) {
       const T* cell = base + i * heat.stride_h + j * heat.stride_w;
+      if constexpr (std::is_same_v<T, float>) {
+        if (!any_above(cell, channels, lo)) continue;  // no keypoint channel of this cell can be a peak
+      }
       for (std::int32_t c = 0; c < channels; ++c) {
         const double v = Plane<T>::load(cell + c);
         if (!(v > params.threshold)) continue;  // the common case: no plane needed
