@@ -15,6 +15,11 @@ from typing import Any
 
 from ._version import __version__
 from .config import DecoderConfig
+
+# Eager on purpose: the function `decode` shares its name with the submodule `edgepose.decode`;
+# importing it here binds the name to the function once, so a later `import edgepose.decode`
+# (EdgePose does one) cannot replace it with the module. It costs numpy and the C++ module only.
+from .decode import Decoder, decode
 from .errors import BackendUnavailable, DecryptionError, EdgePoseError, InputError, ModelFormatError, SpecError
 from .results import Poses
 from .topology import BODYPOSENET, Topology
@@ -23,6 +28,7 @@ __all__ = [
     "__version__",
     "BODYPOSENET",
     "BackendUnavailable",
+    "Decoder",
     "DecoderConfig",
     "DecryptionError",
     "EdgePose",
@@ -40,8 +46,6 @@ __all__ = [
 
 # Public names that live in modules with heavier imports, loaded on first use.
 _LAZY = {
-    "decode": ("edgepose.decode", "decode"),
-    "Decoder": ("edgepose.decode", "Decoder"),
     "render_heatmaps": ("edgepose.render", "render_heatmaps"),
     "render_pafs": ("edgepose.render", "render_pafs"),
     "EdgePose": ("edgepose.pipeline", "EdgePose"),

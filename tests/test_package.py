@@ -125,3 +125,17 @@ def test_import_is_light():
     code = f"import sys, edgepose; print(any(m.startswith({heavy}) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_decode_stays_the_function_after_its_module_is_imported():
+    import importlib
+    import sys
+
+    import edgepose.pipeline  # noqa: F401  (imports the submodule edgepose.decode, as EdgePose does)
+
+    module = sys.modules["edgepose.decode"]
+    importlib.reload(edgepose)  # a fresh `from edgepose import decode` after the submodule exists
+    from edgepose import decode
+
+    assert callable(decode) and decode is module.decode
+    assert edgepose.decode is module.decode and edgepose.Decoder is module.Decoder
