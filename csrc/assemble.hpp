@@ -25,10 +25,10 @@ struct Limb {
 struct AssemblyParams {
   AssemblyOrder order = AssemblyOrder::Limb;
   bool merge = true;
-  int min_parts = 4;
+  int min_parts = 2;
   double min_person_score = 0.4;
-  PersonScore person_score = PersonScore::Mean;
-  double parts_exponent = 1.0;  // mean_parts: mean * (parts / N)^parts_exponent
+  PersonScore person_score = PersonScore::MeanParts;
+  double parts_exponent = 0.5;  // mean_parts: mean * (parts / N)^parts_exponent
   int max_persons = 100;
 };
 

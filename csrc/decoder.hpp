@@ -22,27 +22,27 @@ namespace edgepose {
 // Mirrors edgepose/config.py's DecoderConfig field for field (the string choices as enums);
 // the defaults are the same. validate() enforces the same ranges.
 struct DecoderConfig {
-  double peak_threshold = 0.1;
-  int nms_radius = 1;
+  double peak_threshold = 0.05;
+  int nms_radius = 2;
   Refine refine = Refine::Gaussian;
   int max_peaks = 64;
   int paf_samples = 10;
   double paf_sample_step = 0.0;
   int max_paf_samples = 25;
-  double paf_threshold = 0.05;
-  double min_sample_fraction = 0.8;
+  double paf_threshold = 0.02;
+  double min_sample_fraction = 0.7;
   LimbScore limb_score = LimbScore::Mean;
   double length_prior = 0.0;
   double min_limb_score = 0.0;
   Matching matching = Matching::Greedy;
   double peak_score_weight = 0.0;
-  int nearest_partners = 0;
+  int nearest_partners = 8;
   AssemblyOrder assembly_order = AssemblyOrder::Limb;
   bool merge = true;
-  int min_parts = 4;
+  int min_parts = 2;
   double min_person_score = 0.4;
-  PersonScore person_score = PersonScore::Mean;
-  double parts_exponent = 1.0;
+  PersonScore person_score = PersonScore::MeanParts;
+  double parts_exponent = 0.5;
   int max_persons = 100;
 
   // Throws std::invalid_argument naming the first field out of range.

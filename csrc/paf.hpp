@@ -19,13 +19,13 @@ struct LimbParams {
   int samples = 10;               // paf_samples
   double sample_step = 0.0;       // paf_sample_step (0: always `samples`)
   int max_samples = 25;           // max_paf_samples
-  double paf_threshold = 0.05;
-  double min_sample_fraction = 0.8;
+  double paf_threshold = 0.02;
+  double min_sample_fraction = 0.7;
   LimbScore score_mode = LimbScore::Mean;
   double length_prior = 0.0;
   double min_limb_score = 0.0;
   double peak_score_weight = 0.0;
-  int nearest_partners = 0;       // 0: every pair; else each A tries its nearest B peaks only
+  int nearest_partners = 8;       // 0: every pair; else each A tries its nearest B peaks only
 };
 
 // A pair of peaks (ids into the two keypoints' peak lists) that passed the PAF test.

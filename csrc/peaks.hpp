@@ -13,8 +13,8 @@ enum class Refine : std::uint8_t { None, Centroid, Quadratic, Gaussian };
 
 // What find_peaks needs from the decoder's configuration.
 struct PeakParams {
-  double threshold = 0.1;    // a peak's value must exceed this
-  int nms_radius = 1;        // the peak is the maximum of its (2r+1) x (2r+1) window
+  double threshold = 0.05;   // a peak's value must exceed this
+  int nms_radius = 2;        // the peak is the maximum of its (2r+1) x (2r+1) window
   Refine refine = Refine::Gaussian;
   int max_peaks = 64;        // the strongest this many are kept
 };

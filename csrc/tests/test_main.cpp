@@ -98,6 +98,7 @@ void test_peaks(Tally& t) {
   Map m(20, 24, 2);
   gaussian(m, 0, 9.3, 7.8, 1.5);
   PeakParams p;
+  p.nms_radius = 1;  // 3x3 NMS: the lattices below have a peak every other cell
   std::vector<Peak> out;
   find_peaks(m.nhwc(), 0, 1.0, p, out);  // stride 1: pixels == map coordinates
   CHECK(t, out.size() == 1);
@@ -314,8 +315,22 @@ void test_adversarial(Tally& t) {
 
 }  // namespace
 
+// DecoderConfig{} must be edgepose.DecoderConfig(): the binding fills fields missing from its dict
+// from these defaults.
+void test_config_defaults(Tally& t) {
+  const DecoderConfig c;
+  CHECK(t, c.peak_threshold == 0.05 && c.nms_radius == 2 && c.refine == Refine::Gaussian && c.max_peaks == 64);
+  CHECK(t, c.paf_samples == 10 && c.paf_sample_step == 0.0 && c.max_paf_samples == 25);
+  CHECK(t, c.paf_threshold == 0.02 && c.min_sample_fraction == 0.7 && c.limb_score == LimbScore::Mean);
+  CHECK(t, c.length_prior == 0.0 && c.min_limb_score == 0.0 && c.matching == Matching::Greedy);
+  CHECK(t, c.peak_score_weight == 0.0 && c.nearest_partners == 8 && c.assembly_order == AssemblyOrder::Limb);
+  CHECK(t, c.merge && c.min_parts == 2 && c.min_person_score == 0.4);
+  CHECK(t, c.person_score == PersonScore::MeanParts && c.parts_exponent == 0.5 && c.max_persons == 100);
+}
+
 int main() {
   Tally t;
+  test_config_defaults(t);
   test_peaks(t);
   test_two_people(t);
   test_empty_and_errors(t);
