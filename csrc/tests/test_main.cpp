@@ -303,6 +303,7 @@ void test_adversarial(Tally& t) {
   for (float& v : paf.data) v = 0.7f;
   for (Matching m : {Matching::Greedy, Matching::Optimal}) {
     DecoderConfig c = loose();
+    c.nms_radius = 1;  // with 5x5 NMS the equal peaks two cells apart would suppress each other
     c.max_peaks = 1024;
     c.max_persons = 7;
     c.matching = m;
@@ -311,6 +312,17 @@ void test_adversarial(Tally& t) {
     CHECK(t, r.num_persons <= 7 && r.num_persons >= 1);
     CHECK(t, r.scores.size() == static_cast<std::size_t>(r.num_persons));
   }
+  // Thresholds beyond float's range (finite doubles, so valid): none passes, or every cell does.
+  PeakParams p;
+  p.nms_radius = 1;
+  std::vector<Peak> out;
+  p.threshold = 1e300;
+  find_peaks(heat.nhwc(), 0, 1.0, p, out);
+  CHECK(t, out.empty());
+  p.threshold = -1e300;
+  p.max_peaks = 1024;
+  find_peaks(heat.nhwc(), 0, 1.0, p, out);
+  CHECK(t, out.size() == 1024);
 }
 
 }  // namespace
