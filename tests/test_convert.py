@@ -59,7 +59,12 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     etlt = tmp_path / "m.etlt"
     assert main(["convert", str(src), "-o", str(etlt), "-k", "right"]) == 0
     capsys.readouterr()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(src.read_bytes()[:5000])  # still looks like ONNX by its first bytes
     cases = [
+        (["convert", str(truncated), "-o", str(tmp_path / "t.engine"), "--input-size", "368x432"],
+         "truncated.onnx: not a valid ONNX model"),
+        (["convert", str(truncated), "-o", str(tmp_path / "t.etlt")], "truncated.onnx: not a valid ONNX model"),
         (["convert", str(etlt), "-o", str(tmp_path / "x.onnx"), "-k", "wrong"], "wrong key or not a TAO model file"),
         (["convert", str(tmp_path / "nope.etlt"), "-o", str(tmp_path / "x.onnx")], "not found"),
         (["convert", str(src), "-o", str(etlt)], "already exists"),

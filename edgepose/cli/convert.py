@@ -90,20 +90,38 @@ def _load_onnx(args: argparse.Namespace, fmt: Any) -> bytes:
 
         return read_etlt(args.input, args.key).onnx_bytes()
     if fmt is ModelFormat.ONNX:
-        return Path(args.input).read_bytes()
+        onnx_bytes = Path(args.input).read_bytes()
+        _parse_onnx(onnx_bytes, args.input)  # a truncated file is refused here, not packed or built
+        return onnx_bytes
     if fmt is ModelFormat.ENGINE:
         raise CLIError(f"{args.input}: already a TensorRT engine; convert the .onnx or .etlt it was built from")
     raise ModelFormatError(f"{args.input}: not an ONNX or TAO .etlt model")
 
 
-def onnx_model_info(onnx_bytes: bytes) -> Any:
-    """A :class:`~edgepose.spec.ModelInfo` read from an ONNX graph (no runtime needed)."""
+def _parse_onnx(onnx_bytes: bytes, where: str) -> Any:
+    """The ``onnx.ModelProto`` of ``onnx_bytes``.
+
+    Raises:
+        ModelFormatError: the bytes are not a parsable ONNX model (``where`` names the file).
+    """
     import onnx
 
+    try:
+        return onnx.load_from_string(onnx_bytes)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ModelFormatError(f"{where}: not a valid ONNX model ({e}): truncated or corrupt file") from None
+
+
+def onnx_model_info(onnx_bytes: bytes, where: str = "model") -> Any:
+    """A :class:`~edgepose.spec.ModelInfo` read from an ONNX graph (no runtime needed).
+
+    Raises:
+        ModelFormatError: the bytes are not a parsable ONNX model (``where`` names the file).
+    """
     from ..backends.base import TensorSpec
     from ..spec import ModelInfo
 
-    model = onnx.load_from_string(onnx_bytes)
+    model = _parse_onnx(onnx_bytes, where)
     init = {t.name for t in model.graph.initializer}
 
     def specs(values: Any) -> List[TensorSpec]:
@@ -131,7 +149,7 @@ def _engine(args: argparse.Namespace, onnx_bytes: bytes, out: Path) -> Dict[str,
 
         read_calibration_cache(args.calib)  # malformed caches fail here, before any TensorRT work
         calib = str(args.calib)
-    info = onnx_model_info(onnx_bytes)
+    info = onnx_model_info(onnx_bytes, str(args.input))
     overrides: Dict[str, Any] = {}
     if isinstance(args.input_size, tuple):
         overrides["input_size"] = args.input_size
