@@ -257,6 +257,22 @@ def test_user_errors_give_one_line_and_nonzero_exit(argv, message, tmp_path, mod
     assert message in line, line
 
 
+def test_json_never_replaces_a_source_file(tmp_path, model, images, capsys):
+    """--json naming the input (an image, or an image of the input folder) is refused even with
+    --overwrite: the source would be truncated before it is read."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in PEOPLE[:2]:
+        shutil.copy(images / name, folder / name)
+    first = folder / PEOPLE[0]
+    before = first.read_bytes()
+    for source in (first, folder):
+        rc = main(["infer", str(source), "-m", model, "--json", str(first), "--overwrite", "--no-progress"])
+        assert rc != 0
+        assert "is a source file" in _one_error_line(capsys.readouterr().err)
+        assert first.read_bytes() == before
+
+
 def test_console_script_and_module_entry_points(model):
     exe = shutil.which("edgepose")
     if exe is None:

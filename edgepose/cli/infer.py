@@ -44,9 +44,9 @@ _FALLBACK_FPS = 30.0
 # Give up on a video after this many undecodable frames in a row (a broken file, not a glitch).
 _MAX_BAD_FRAMES_IN_A_ROW = 25
 
-INTERRUPTED = 130
+INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT
 
-_FFMPEG_LOGLEVEL = "OPENCV_FFMPEG_LOGLEVEL"  # the shell's exit status for a process ended by SIGINT
+_FFMPEG_LOGLEVEL = "OPENCV_FFMPEG_LOGLEVEL"  # the variable OpenCV reads for FFmpeg's log level
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -307,6 +307,9 @@ def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> 
         check_new_file(args.json, args.overwrite, "--json")
         if args.out is not None and args.json.resolve() == args.out.resolve():
             raise CLIError(f"--json {args.json}: is also the --out path")
+        inputs = source.paths if kind != "video" else [Path(args.source)]
+        if args.json.exists() and any(args.json.resolve() == p.resolve() for p in inputs):
+            raise CLIError(f"--json {args.json}: is a source file; choose another path")
 
     model = open_model(args)
     if image_out and kind == "folder":
