@@ -192,6 +192,7 @@ def test_backend_all_skips_missing(small_model: str, monkeypatch: pytest.MonkeyP
     (["--decoder-only", "--maps", "{missing}"], "file not found"),
     (["--decoder-only", "--maps", "{not_npz}"], "not an .npz file"),
     (["--decoder-only", "--maps", "{no_pair}"], "no '<prefix>heatmap'"),
+    (["--decoder-only", "--maps", "{nan_maps}"], "NaN"),
     (["--decoder-only", "--images", "."], "not used with --decoder-only"),
     (["--decoder-only", "--input", "368"], "needs HEIGHTxWIDTH"),
     (["--decoder-only", "--people", "1,x"], "--people"),
@@ -204,10 +205,12 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
     not_npz.write_text("not an archive")
     no_pair = tmp_path / "other.npz"
     np.savez(no_pair, x=np.zeros(3))
+    nan_maps = tmp_path / "nan.npz"
+    np.savez(nan_maps, heatmap=np.full((46, 69, 19), np.nan, np.float32), paf=np.zeros((46, 69, 38), np.float32))
     model = tmp_path / "m.onnx"
     model.write_bytes(b"\x08\x07")
     subst = {"missing": str(tmp_path / "missing"), "not_npz": str(not_npz), "no_pair": str(no_pair),
-             "model": str(model)}
+             "nan_maps": str(nan_maps), "model": str(model)}
     argv = [a.format(**subst) for a in argv]
     assert main(["bench", *argv]) != 0
     assert needle in _one_error_line(capsys.readouterr().err)

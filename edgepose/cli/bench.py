@@ -312,6 +312,10 @@ def _run_decoder(args: argparse.Namespace, reporter: Reporter, report: Dict[str,
                                                                 BODYPOSENET.paf_channel_count)):
             hh = heat.shape[-3] if layout == "NHWC" else heat.shape[-2]
             ph = paf.shape[-3] if layout == "NHWC" else paf.shape[-2]
+            try:  # the decoder's own checks (dtype, NaN / inf, sizes), as one line naming the file
+                decoder.decode(heat, paf, heatmap_stride=args.stride, paf_stride=args.stride * hh / ph, layout=layout)
+            except ValueError as e:
+                raise CLIError(f"--maps {args.maps}: pair {prefix!r}: {one_line(e)}") from None
             jobs.append({"source": "maps", "name": prefix, "people": None, "heat": heat, "paf": paf,
                          "layout": layout, "map_size": [int(hh), int(heat.shape[-2] if layout == "NHWC" else
                                                                      heat.shape[-1])],
