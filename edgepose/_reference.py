@@ -37,6 +37,9 @@ LAYOUTS = ("NHWC", "NCHW")
 # 0.01 (beyond ~3.03 sigma), as OpenPose does; the C++ renderer uses the same constant.
 GAUSSIAN_CUTOFF = math.log(100.0)
 
+MAX_LIMB_PEAKS = 128
+"""Rule 2: only the first this many peaks of each end of a limb (the strongest) form candidates."""
+
 
 @dataclass(frozen=True)
 class Peak:
@@ -416,8 +419,9 @@ def _decode_one(
     for (a, b), (cx, cy) in zip(topology.limbs, topology.paf_channels):
         pafx, pafy = paf[:, :, cx], paf[:, :, cy]
         candidates = []
-        for ia, pa in enumerate(peaks[a]):
-            partners = list(enumerate(peaks[b]))
+        ends_a, ends_b = peaks[a][:MAX_LIMB_PEAKS], peaks[b][:MAX_LIMB_PEAKS]  # 2: the strongest 128 of each end
+        for ia, pa in enumerate(ends_a):
+            partners = list(enumerate(ends_b))
             if 0 < config.nearest_partners < len(partners):  # 2.0: the nearest, then in id order
                 near = sorted(partners, key=lambda q: ((q[1].x - pa.x) ** 2 + (q[1].y - pa.y) ** 2, q[0]))
                 partners = sorted(near[: config.nearest_partners], key=lambda q: q[0])
@@ -426,7 +430,7 @@ def _decode_one(
                 if score is not None:
                     key = score + config.peak_score_weight * (pa.score + pb.score)
                     candidates.append(Connection(ia, ib, score, key))
-        accepted.append(_match(candidates, len(peaks[a]), len(peaks[b]), config.matching))
+        accepted.append(_match(candidates, len(ends_a), len(ends_b), config.matching))
 
     # Section 4: the order in which connections are processed.
     # ``limb``: limb 0's connections in their order, then limb 1's, ...; ``score``: all together.

@@ -288,3 +288,28 @@ def test_peak_rules():
     peaks = find_peaks_reference(h, 8.0, cfg.replace(max_peaks=5))
     assert [(p.x, p.y) for p in peaks][2] == (1 * 8 + 3.5, 1 * 8 + 3.5)
     assert len(peaks) == 3
+
+
+@pytest.mark.parametrize("min_parts", [1, 2])
+def test_limb_ends_are_capped_alike(min_parts):
+    """More than 128 peaks per keypoint: both decoders pair only the strongest 128 of each limb end
+    (rule 2); with min_parts 1 the rest still come out as one-part persons (rule 4.5)."""
+    from edgepose import _decoder
+    from edgepose._reference import MAX_LIMB_PEAKS
+    from edgepose.topology import Topology
+
+    assert _decoder.MAX_LIMB_PEAKS == MAX_LIMB_PEAKS
+    topo = Topology("pair", ("a", "b"), ((0, 1),), ((0, 1),), (True,))
+    heat = np.zeros((49, 49, 3), np.float32)
+    heat[0:48:3, 0:48:3, 0] = 1.0  # 256 peaks of each keypoint, b one cell below a
+    heat[1:49:3, 0:48:3, 1] = 1.0
+    paf = np.zeros((49, 49, 2), np.float32)
+    paf[..., 1] = 1.0  # a -> b points down everywhere
+    cfg = DecoderConfig(max_peaks=1024, max_persons=10000, refine="none", nms_radius=1, min_parts=min_parts,
+                        min_person_score=0.0)
+    cpp = cpp_decode()(heat, paf, heatmap_stride=1, topology=topo, config=cfg)
+    ref = decode_reference(heat, paf, heatmap_stride=1, topology=topo, config=cfg)
+    pairs = int(np.sum(cpp.visible.sum(axis=1) == 2))
+    assert pairs == MAX_LIMB_PEAKS
+    assert len(cpp) == (MAX_LIMB_PEAKS if min_parts == 2 else 2 * 256 - MAX_LIMB_PEAKS)
+    assert cpp.equals(ref, atol=1e-6) is None
