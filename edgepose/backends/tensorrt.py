@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -86,7 +87,7 @@ def build_engine(onnx_model: ModelSource, options: Optional[BuildOptions] = None
     options = options if options is not None else BuildOptions()
     where = where or source_name(onnx_model)
     data = onnx_model if isinstance(onnx_model, bytes) else (
-        bytes(onnx_model) if isinstance(onnx_model, (bytearray, memoryview)) else open(onnx_model, "rb").read())
+        bytes(onnx_model) if isinstance(onnx_model, (bytearray, memoryview)) else Path(onnx_model).read_bytes())
     logger = _Logger()
     builder = trt.Builder(logger)
     network, _parser = _parse_onnx(builder, logger, data, where)
