@@ -175,7 +175,11 @@ class GpuPreprocessor:
             cu.nvrtc.nvrtcDestroyProgram(prog)
         module = cu.cuda_call(cu.driver.cuModuleLoadData(cubin), "cuModuleLoadData")
         name = b"letterbox_f32" if self.dtype == np.float32 else b"letterbox_f16"
-        kernel = cu.cuda_call(cu.driver.cuModuleGetFunction(module, name), "cuModuleGetFunction")
+        try:
+            kernel = cu.cuda_call(cu.driver.cuModuleGetFunction(module, name), "cuModuleGetFunction")
+        except BaseException:
+            cu.driver.cuModuleUnload(module)  # not yet owned by self: close() would not see it
+            raise
         return module, kernel
 
     def __call__(self, frames: Sequence[Any], stream: Optional[Any] = None) -> Tuple[Any, List[Transform]]:
