@@ -175,6 +175,7 @@ class EdgePose:
             raise TypeError(f"config: expected a DecoderConfig, got {type(config).__name__}")
         self._owns_backend = not isinstance(model, Backend)
         self._gpu_pre: Any = None  # GpuPreprocessor, made on the first frame on the GPU
+        self._input_buffer: Optional[np.ndarray] = None  # the last input tensor, rewritten in place
         if self._owns_backend:
             read_head(model, 1)  # a missing path is a ModelFormatError naming it, before any backend work
             options: Dict[str, Any] = {}
@@ -245,7 +246,8 @@ class EdgePose:
                 return pre(frames[start:stop] + [frames[start]] * fill)[0]
         else:
             with timer.stage("preprocess"):
-                tensor, transforms = preprocess(frames, spec, dtype=self._input_dtype)
+                tensor, transforms = preprocess(frames, spec, dtype=self._input_dtype, out=self._input_buffer)
+                self._input_buffer = tensor  # reused by the next call of the same size
 
             def batch(start: int, stop: int, fill: int) -> Any:
                 chunk = tensor[start:stop]

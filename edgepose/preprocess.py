@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -154,8 +154,8 @@ def as_frames(frames: FrameInput) -> List[np.ndarray]:
     return [_check_frame(f, i) for i, f in enumerate(_as_frames(frames))]
 
 
-def preprocess(frames: FrameInput, spec: ModelSpec, *, dtype: Union[str, np.dtype] = np.float32
-               ) -> Tuple[np.ndarray, List[Transform]]:
+def preprocess(frames: FrameInput, spec: ModelSpec, *, dtype: Union[str, np.dtype] = np.float32,
+               out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, List[Transform]]:
     """Frames -> (input tensor, one Transform per frame).
 
     Args:
@@ -164,6 +164,9 @@ def preprocess(frames: FrameInput, spec: ModelSpec, *, dtype: Union[str, np.dtyp
             a (B, H, W, C) array is B frames.
         spec: the model's :class:`ModelSpec` (size, resize mode, colour, normalisation, layout).
         dtype: the tensor's dtype (the model input's).
+        out: a tensor from an earlier call to write into; used when its shape and dtype are the
+            ones this call needs (a video's frames: no allocation per frame), otherwise a new
+            tensor is allocated and ``out`` is left alone.
 
     Returns:
         ``tensor`` of shape ``spec.input_shape(B, H, W)``, where (H, W) is the largest input size of
@@ -178,7 +181,11 @@ def preprocess(frames: FrameInput, spec: ModelSpec, *, dtype: Union[str, np.dtyp
     in_h = max(t.input_size[0] for t in transforms)
     in_w = max(t.input_size[1] for t in transforms)
     dtype = np.dtype(dtype)
-    tensor = np.empty(spec.input_shape(len(frames), in_h, in_w), dtype=dtype)
+    shape = spec.input_shape(len(frames), in_h, in_w)
+    if out is not None and out.shape == shape and out.dtype == dtype and out.flags.c_contiguous:
+        tensor = out
+    else:
+        tensor = np.empty(shape, dtype=dtype)
     scale, offset = dtype.type(spec.scale), dtype.type(spec.offset)
     pad = dtype.type(spec.pad_value * spec.scale + spec.offset)
     nchw = spec.input_layout == "NCHW"

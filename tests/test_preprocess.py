@@ -175,3 +175,18 @@ def test_extreme_aspect_is_refused() -> None:
 def test_transform_is_a_value() -> None:
     t = Transform(0.5, 0.5, 3, 0, (96, 163), (192, 314))
     assert t == transform_for((192, 314), FIXED.replace(input_size=(96, 163)))
+
+
+def test_out_tensor_is_reused_when_it_fits():
+    spec = ModelSpec.tfpose()
+    a = cv2.imread(str(need(COCO_MINI / "images" / "000000196141.jpg")))
+    b = cv2.flip(a, 1)
+    first, _ = preprocess([a], spec)
+    again, _ = preprocess([b], spec, out=first)
+    assert again is first  # same size and dtype: written in place, no new tensor
+    np.testing.assert_array_equal(again, preprocess([b], spec)[0])
+    other, _ = preprocess([a[:200]], spec, out=first)  # another input size: a new tensor, out untouched
+    assert other is not first and other.shape != first.shape
+    np.testing.assert_array_equal(first, preprocess([b], spec)[0])
+    half, _ = preprocess([a], spec, dtype=np.float16, out=first)
+    assert half is not first and half.dtype == np.float16
