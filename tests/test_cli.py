@@ -287,3 +287,15 @@ def test_console_script_and_module_entry_points(model):
     done = subprocess.run([sys.executable, "-m", "edgepose", "--version"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("edgepose ")
+
+
+def test_closed_stdout_ends_quietly():
+    """`edgepose ... | head`: the reader goes away; no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "bench", "--decoder-only", "--people", "1",
+                             "--frames", "2", "--warmup", "1", "--json", "-", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait() != 0
+    assert "Traceback" not in err and "BrokenPipe" not in err
