@@ -3,9 +3,9 @@
     from edgepose.download import download, ngc_url
     path = download(ngc_url("nvidia/tao/bodyposenet", "deployable_v1.0.1", "model.etlt"), "models/")
 
-The file is streamed to ``<name>.part`` beside the destination and renamed only when complete (and,
-when ``sha256`` is given, verified), so an interrupted download never leaves a file that looks
-whole. NVIDIA's models come under NVIDIA's model licence: read it on the model's NGC page before use.
+The file is streamed to a new temporary ``<name>.*.part`` file beside the destination and renamed
+only when complete (and, when ``sha256`` is given, verified), so an interrupted download never
+leaves a file that looks whole, and no file of the user's is touched. NVIDIA's models come under NVIDIA's model licence: read it on the model's NGC page before use.
 Only the standard library is used (``urllib``); proxies follow the usual environment variables.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -81,12 +82,16 @@ def download(url: str, dest: Union[str, os.PathLike[str]], *, sha256: Optional[s
         if sha256 is not None and _sha256(dest) != sha256.lower():
             raise DownloadError(f"{dest} exists and its sha256 is not {sha256}; pass overwrite=True to download again")
         return dest
-    part = dest.with_name(dest.name + ".part")
+    # A fresh temporary name beside dest (same file system, so the final rename is atomic); a file
+    # the user already has, whatever its name, is never written or deleted.
+    fd, part_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    part = Path(part_name)
     digest = hashlib.sha256()
     done = 0
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "edgepose"})
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as f:
+        with urllib.request.urlopen(request, timeout=timeout) as response, os.fdopen(fd, "wb") as f:
+            fd = -1  # owned by f now
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             while True:
@@ -102,6 +107,7 @@ def download(url: str, dest: Union[str, os.PathLike[str]], *, sha256: Optional[s
             raise DownloadError(f"{url}: got {done} of {total} bytes (connection closed early); try again")
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             raise DownloadError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {sha256}")
+        os.chmod(part, 0o644)  # mkstemp makes it private; a downloaded model is an ordinary file
         os.replace(part, dest)
     except urllib.error.HTTPError as e:
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}"
@@ -111,6 +117,8 @@ def download(url: str, dest: Union[str, os.PathLike[str]], *, sha256: Optional[s
     except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
         raise DownloadError(f"{url}: network error ({e})") from None
     finally:
+        if fd >= 0:
+            os.close(fd)
         if part.exists():
             part.unlink()
     return dest

@@ -84,3 +84,16 @@ def test_ngc_urls() -> None:
     assert url.endswith("/models/nvidia/bodyposenet/versions/v1/files/a%20b.onnx")
     with pytest.raises(ValueError, match="org/team/name"):
         ngc_url("bodyposenet", "v1", "model.etlt")
+
+
+def test_a_users_part_file_is_left_alone(server: str, tmp_path: Path) -> None:
+    """A file the user already has beside the destination, named like a partial file, survives a
+    download and a failed one."""
+    mine = tmp_path / "model.etlt.part"
+    mine.write_bytes(b"the user's own file")
+    path = download(f"{server}/v/model.etlt", tmp_path / "model.etlt")
+    assert path.read_bytes() == BODY
+    with pytest.raises(DownloadError):
+        download(f"{server}/v/short.etlt", tmp_path / "short.etlt")
+    assert mine.read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.etlt", "model.etlt.part"]
