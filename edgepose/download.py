@@ -6,7 +6,8 @@
 The file is streamed to a new temporary ``<name>.*.part`` file beside the destination and renamed
 only when complete (and, when ``sha256`` is given, verified), so an interrupted download never
 leaves a file that looks whole, and no file of the user's is touched. NVIDIA's models come under
-NVIDIA's model licence: read it on the model's NGC page before use. Only the standard library is used (``urllib``); proxies follow the usual environment variables.
+NVIDIA's model licence: read it on the model's NGC page before use. Only the standard library is
+used (``urllib``); proxies follow the usual environment variables.
 """
 
 from __future__ import annotations
