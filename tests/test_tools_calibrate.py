@@ -26,6 +26,7 @@ pytest.importorskip("onnxruntime.quantization", reason="the calibrator needs onn
 calibrate = pytest.importorskip("tools.calibrate")
 
 from edgepose.errors import InputError, ModelFormatError  # noqa: E402
+from edgepose.formats.calib import CalibrationCache, read_calibration_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +44,14 @@ def test_cache_is_tensorrt_text_format(calibrated):
     names = []
     for line in lines[1:]:
         name, value = line.rsplit(": ", 1)
-        assert len(value) == 8 and int(value, 16) >= 0
-        scale = struct.unpack(">f", bytes.fromhex(value))[0]
+        assert 1 <= len(value) <= 8
+        scale = struct.unpack(">f", int(value, 16).to_bytes(4, "big"))[0]
         assert math.isfinite(scale) and scale > 0, line
         names.append(name)
     assert len(names) == len(set(names)) == calibrated.tensors
     # The network's own tensor names: the graph input and both outputs among them.
     assert {"image", "heatmap", "paf"} <= set(names)
-    parsed = calibrate.read_trt_cache(calibrated.cache)
+    parsed = read_calibration_cache(calibrated.cache)  # the one parser edgepose convert uses too
     assert (parsed.version, parsed.algorithm) == (10300, "EntropyCalibration2")
     assert list(parsed.scales) == names
     # The input is raw 0..255 BGR: its range must reach the pixel values seen.
@@ -62,7 +63,7 @@ def test_cache_covers_every_float_activation(calibrated):
 
     model = onnx.load(str(MODEL))
     outputs = {o for node in model.graph.node for o in node.output}
-    scales = calibrate.read_trt_cache(calibrated.cache).scales
+    scales = read_calibration_cache(calibrated.cache).scales
     assert set(scales) <= outputs | {i.name for i in model.graph.input}
     assert len(scales) > 0.5 * len(outputs)
 
@@ -117,27 +118,39 @@ def test_equalisation_keeps_the_fp32_function(tmp_path):
 def test_write_and_read_round_trip(tmp_path):
     scales = {"input_1:0": 0.0078125, "conv/Relu:0": 1e-3, "heatmap_out/BiasAdd:0": 0.01}
     path = calibrate.write_trt_cache(scales, tmp_path / "c.txt", "8.6.1")
-    cache = calibrate.read_trt_cache(path)
+    cache = read_calibration_cache(path)
     assert cache.version == 8601 and cache.algorithm == "EntropyCalibration2"
     assert cache.scales == {k: float(np.float32(v)) for k, v in scales.items()}
-    # TensorRT writes leading zeros or not: any width parses.
-    path.write_text("TRT-8601-EntropyCalibration2\nx: 3c010a14\ny: 1\n")
-    assert calibrate.read_trt_cache(path).scales["y"] == struct.unpack(">f", (1).to_bytes(4, "big"))[0]
+    assert path.read_text(encoding="ascii") == cache.to_text()  # TensorRT's spelling, byte for byte
+
+
+@pytest.mark.parametrize("scales, message", [
+    ({"x": 0.0}, "finite and positive"),  # a dead tensor gets a tiny positive scale, never 0
+    ({"x": -1e-3}, "finite and positive"),
+    ({"x": float("inf")}, "finite and positive"),
+    ({"x": float("nan")}, "finite and positive"),
+    ({"a\nb": 1e-3}, "cannot be written"),
+    ({}, "no tensors"),
+])  # fmt: skip
+def test_writer_refuses_scales_tensorrt_would_misread(tmp_path, scales, message):
+    with pytest.raises(calibrate.CalibrationError, match=message):
+        calibrate.write_trt_cache(scales, tmp_path / "c.txt")
+    assert not (tmp_path / "c.txt").exists()
 
 
 @pytest.mark.parametrize("text, message", [
-    ("", "first line"),
-    ("TRT-8601\nx: 3c010a14\n", "first line"),
-    ("TRT-8601-EntropyCalibration2\nx 3c010a14\n", "expected '<tensor>: <hex float32>'"),
-    ("TRT-8601-EntropyCalibration2\nx: 7f800000\n", "not finite and positive"),  # +inf
-    ("TRT-8601-EntropyCalibration2\nx: bf800000\n", "not finite and positive"),  # -1.0
-    ("TRT-8601-EntropyCalibration2\nx: 3c010a14\nx: 3c010a14\n", "appears twice"),
+    ("TRT-8601-EntropyCalibration2\nx: 3c010a14\ny: 7f800000\n", r"line 3: tensor 'y' has scale inf"),
+    ("TRT-8601-EntropyCalibration2\nx: 7fc00000\n", r"line 2: tensor 'x' has scale nan"),
+    ("TRT-8601-EntropyCalibration2\nx: bf800000\n", r"line 2: tensor 'x' has scale -1.0 .*not negative"),
 ])  # fmt: skip
-def test_bad_cache_is_refused(tmp_path, text, message):
+def test_reader_refuses_scales_tensorrt_never_writes(tmp_path, text, message):
+    # The validation the calibrator's own reader had now lives in edgepose.formats.calib, the one parser.
     path = tmp_path / "bad.txt"
     path.write_text(text)
-    with pytest.raises(calibrate.CalibrationError, match=message):
-        calibrate.read_trt_cache(path)
+    with pytest.raises(ModelFormatError, match=message):
+        read_calibration_cache(path)
+    with pytest.raises(ModelFormatError, match=message):
+        CalibrationCache.parse(text)
 
 
 def test_bad_arguments(tmp_path):

@@ -42,7 +42,6 @@ import logging
 import math
 import os
 import re
-import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -56,13 +55,11 @@ from edgepose.errors import EdgePoseError, InputError
 __all__ = [
     "METHODS",
     "CalibrationResult",
-    "TrtCache",
     "calibrate",
     "calibration_spec",
     "equalize_depthwise",
     "list_images",
     "main",
-    "read_trt_cache",
     "tensor_ranges",
     "write_trt_cache",
 ]
@@ -367,21 +364,8 @@ def equalize_depthwise(model: PathLike, out: PathLike, images: Sequence[PathLike
 
 
 # -- TensorRT cache -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrtCache:
-    """A parsed TensorRT calibration cache.
-
-    Attributes:
-        version: the header's TensorRT version number (``major * 1000 + minor * 100 + patch``).
-        algorithm: the calibrator named in the header (``EntropyCalibration2``).
-        scales: tensor name -> float32 scale; the dynamic range is ``scale * 127``.
-    """
-
-    version: int
-    algorithm: str
-    scales: Mapping[str, float]
-
-
+# One parser for the format: edgepose.formats.calib (what `edgepose convert --calib` and the TensorRT
+# backend read). Read a cache written here with edgepose.formats.calib.read_calibration_cache.
 def _trt_version_number(version: Union[str, int]) -> int:
     if isinstance(version, int) and not isinstance(version, bool):
         return version
@@ -396,52 +380,31 @@ def _trt_version_number(version: Union[str, int]) -> int:
 
 def write_trt_cache(scales: Mapping[str, float], path: PathLike, trt_version: Union[str, int] = DEFAULT_TRT_VERSION
                     ) -> Path:
-    """Write ``scales`` (tensor name -> float32 scale) as a TensorRT calibration cache text file."""
+    """Write ``scales`` (tensor name -> float32 scale) as a TensorRT calibration cache text file.
+
+    The text is :meth:`edgepose.formats.calib.CalibrationCache.to_text` (TensorRT's own spelling), so
+    :func:`edgepose.formats.calib.read_calibration_cache` reads it back exactly. Calibration never
+    writes a zero scale (a dead tensor gets a tiny positive one), so every scale must be finite and
+    positive here.
+
+    Raises:
+        CalibrationError: a scale is not finite and positive, or a name cannot be written.
+    """
+    from edgepose.formats.calib import CalibrationCache
+
     number = _trt_version_number(trt_version)
-    lines = [f"TRT-{number}-{TRT_ALGORITHM}"]
+    checked: Dict[str, float] = {}
     for name, scale in scales.items():
         if not (math.isfinite(scale) and scale > 0):
             raise CalibrationError(f"tensor {name!r}: scale must be finite and positive, got {scale}")
-        if "\n" in name or not name:
+        if not name or name != name.strip() or any(c in name for c in "\r\n"):
             raise CalibrationError(f"tensor name {name!r} cannot be written in a calibration cache")
-        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+        checked[name] = float(np.float32(scale))
+    if not checked:
+        raise CalibrationError("no tensors to write in a calibration cache")
     out = Path(path)
-    out.write_text("\n".join(lines) + "\n", encoding="ascii")
+    out.write_text(CalibrationCache(number, TRT_ALGORITHM, checked).to_text(), encoding="ascii")
     return out
-
-
-def read_trt_cache(path: PathLike) -> TrtCache:
-    """Parse a TensorRT calibration cache (hex scales of any width, as TensorRT accepts).
-
-    Raises:
-        CalibrationError: the file is missing, has no ``TRT-<version>-<algorithm>`` header, a
-            line is not ``name: hex``, a name repeats, or a scale is not finite and positive.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration cache not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CalibrationError(f"cannot read calibration cache {p}: {e}") from None
-    lines = text.splitlines()
-    m = re.fullmatch(r"TRT-(\d+)-(\w+)", lines[0].strip()) if lines else None
-    if m is None:
-        raise CalibrationError(f"{p}: the first line must be 'TRT-<version>-<algorithm>', got {lines[:1]}")
-    scales: Dict[str, float] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        name, sep, value = line.rpartition(": ")  # tensor names may contain ':' (input_1:0)
-        if not sep or not re.fullmatch(r"[0-9a-fA-F]{1,8}", value.strip()):
-            raise CalibrationError(f"{p}:{number}: expected '<tensor>: <hex float32>', got {line!r}")
-        if name in scales:
-            raise CalibrationError(f"{p}:{number}: tensor {name!r} appears twice")
-        scale = struct.unpack(">f", int(value.strip(), 16).to_bytes(4, "big"))[0]
-        if not (math.isfinite(scale) and scale > 0):
-            raise CalibrationError(f"{p}:{number}: tensor {name!r} has scale {scale}, not finite and positive")
-        scales[name] = scale
-    return TrtCache(int(m.group(1)), m.group(2), scales)
 
 
 # -- the whole step -------------------------------------------------------------------------------

@@ -6,7 +6,10 @@
     <tensor name>: <float32 scale as its IEEE-754 bit pattern in hex, no 0x>
     ...
 
-One line per tensor; the tensor's dynamic range is ``scale * 127``. TensorRT reads only a cache whose
+One line per tensor; the tensor's dynamic range is ``scale * 127``. A scale is finite and not negative
+(TensorRT never writes NaN, an infinity or a negative scale; the parser refuses them, naming the line).
+A zero scale is accepted: it is what TensorRT writes for a tensor that was 0 on every calibration
+input (a dead tensor). TensorRT reads only a cache whose
 header names its own version and the calibrator's algorithm; a cache from another TensorRT version
 (say TAO's, made with 8.x, used with 10.x) is otherwise ignored and the build silently falls back
 to recalibration or fails. :func:`for_tensorrt` rewrites the header for the running version and warns
@@ -16,6 +19,7 @@ properties of the network's activations, not of TensorRT).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -84,7 +88,8 @@ class CalibrationCache:
 
         Raises:
             ModelFormatError: a missing or malformed header, a line that is not ``name: hex`` (naming
-                the line), a duplicate tensor, or no tensors at all.
+                the line), a scale that is NaN, infinite or negative (naming the line and the tensor),
+                a duplicate tensor, or no tensors at all.
         """
         if isinstance(data, bytes):
             try:
@@ -109,6 +114,9 @@ class CalibrationCache:
                 scale = _scale_from_hex(value)
             except ValueError as e:
                 raise ModelFormatError(f"{where}: line {i} is not 'tensor: hex scale' ({e}): {line[:60]!r}") from None
+            if not math.isfinite(scale) or scale < 0:
+                raise ModelFormatError(f"{where}: line {i}: tensor {name!r} has scale {scale} ({value}); a scale "
+                                       "must be finite and not negative")
             if name in scales:
                 raise ModelFormatError(f"{where}: tensor {name!r} appears twice (line {i})")
             scales[name] = scale
