@@ -20,16 +20,15 @@ Assembler::Assembler(std::int32_t num_keypoints, std::int32_t max_peaks, std::si
   owner_.assign(static_cast<std::size_t>(n_) * static_cast<std::size_t>(max_peaks_), -1);
 }
 
-void Assembler::add_person(std::int32_t a_kp, std::int32_t A, std::int32_t b_kp, std::int32_t B, double total) {
+std::int32_t Assembler::add_person(std::int32_t kp, std::int32_t id, double total) {
   const auto p = static_cast<std::int32_t>(total_.size());
   slots_.insert(slots_.end(), static_cast<std::size_t>(n_), -1);
-  slots(p)[a_kp] = A;
-  slots(p)[b_kp] = B;
-  owner(a_kp, A) = p;
-  owner(b_kp, B) = p;
+  slots(p)[kp] = id;
+  owner(kp, id) = p;
   total_.push_back(total);
-  parts_.push_back(2);
+  parts_.push_back(1);
   alive_.push_back(1);
+  return p;
 }
 
 void Assembler::assemble(std::vector<Connection>& conns, const std::vector<Limb>& limbs,
@@ -89,7 +88,10 @@ void Assembler::assemble(std::vector<Connection>& conns, const std::vector<Limb>
         total_[p1] += sa + c.score;
       }
     } else if (limb.starts_person) {
-      add_person(a, c.a, b, c.b, sa + sb + c.score);
+      const std::int32_t p = add_person(a, c.a, sa + sb + c.score);  // rule 4.4: a person of two parts
+      slots(p)[b] = c.b;
+      owner(b, c.b) = p;
+      parts_[p] = 2;
     }
   }
 
@@ -99,14 +101,7 @@ void Assembler::assemble(std::vector<Connection>& conns, const std::vector<Limb>
     for (std::int32_t k = 0; k < n_; ++k) {
       const auto count = static_cast<std::int32_t>(peaks[k].size());
       for (std::int32_t id = 0; id < count; ++id) {
-        if (owner(k, id) >= 0) continue;
-        const auto p = static_cast<std::int32_t>(total_.size());
-        slots_.insert(slots_.end(), static_cast<std::size_t>(n_), -1);
-        slots(p)[k] = id;
-        owner(k, id) = p;
-        total_.push_back(peaks[k][id].score);
-        parts_.push_back(1);
-        alive_.push_back(1);
+        if (owner(k, id) < 0) add_person(k, id, peaks[k][id].score);
       }
     }
   }

@@ -58,7 +58,8 @@ class Assembler {
     return owner_[static_cast<std::size_t>(kp) * static_cast<std::size_t>(max_peaks_) + id];
   }
   std::int32_t* slots(std::int32_t person) { return &slots_[static_cast<std::size_t>(person) * n_]; }
-  void add_person(std::int32_t a_kp, std::int32_t A, std::int32_t b_kp, std::int32_t B, double total);
+  // A new person of one part (peak `id` of keypoint `kp`) with score `total`; returns its index.
+  std::int32_t add_person(std::int32_t kp, std::int32_t id, double total);
 
   std::int32_t n_;          // keypoints per person
   std::int32_t max_peaks_;  // peak ids per keypoint are < this
