@@ -6,18 +6,19 @@
 
 namespace edgepose {
 
-bool key_order(const Connection& c1, const Connection& c2) {
+namespace {
+// Section 3's order, for candidates and connections alike: descending key, then A id, then B id.
+template <typename T>
+bool by_key(const T& c1, const T& c2) {
   if (c1.key != c2.key) return c1.key > c2.key;
   if (c1.a != c2.a) return c1.a < c2.a;
   return c1.b < c2.b;
 }
+}  // namespace
+
+bool key_order(const Connection& c1, const Connection& c2) { return by_key(c1, c2); }
 
 namespace {
-bool candidate_order(const LimbCandidate& c1, const LimbCandidate& c2) {
-  if (c1.key != c2.key) return c1.key > c2.key;
-  if (c1.a != c2.a) return c1.a < c2.a;
-  return c1.b < c2.b;
-}
 
 Connection to_connection(const LimbCandidate& c, std::int32_t limb) {
   Connection k;
@@ -42,7 +43,7 @@ void Matcher::match(Matching mode, std::vector<LimbCandidate>& cands, std::int32
 
 void Matcher::greedy(std::vector<LimbCandidate>& cands, std::int32_t na, std::int32_t nb, std::int32_t limb,
                      std::vector<Connection>& out) {
-  std::sort(cands.begin(), cands.end(), candidate_order);
+  std::sort(cands.begin(), cands.end(), by_key<LimbCandidate>);
   used_a_.assign(static_cast<std::size_t>(na), 0);
   used_b_.assign(static_cast<std::size_t>(nb), 0);
   for (const LimbCandidate& c : cands) {
