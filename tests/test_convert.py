@@ -72,7 +72,12 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
         (["convert", str(src), "-o", str(src)], "overwrite the input"),
         (["convert", str(src), "-o", str(tmp_path / "x.onnx")], "already ONNX"),
         (["convert", str(src), "-o", str(tmp_path / "x.etlt"), "--batch", "1,2,4"], "only used when building"),
-        (["convert", str(src), "-o", str(tmp_path / "x.engine"), "-t", "int8"], "int8 needs --calib"),
+        (["convert", str(src), "-o", str(tmp_path / "x.engine"), "-t", "int8", "--input-size", "368x432"],
+         "int8 needs a calibration cache .* or a Q/DQ INT8 model"),
+        (["convert", str(src), "-o", str(tmp_path / "x.onnx"), "-t", "int8"], "only -o \\*.engine builds take"),
+        (["convert", str(src), "-o", str(tmp_path / "x.etlt"), "-t", "fp16"], "only -o \\*.engine builds take"),
+        (["convert", str(src), "-o", str(tmp_path / "x.engine"), "-t", "fp32", "--calib", str(etlt)],
+         "--calib is only used with -t int8"),
         (["convert", str(src), "-o", str(tmp_path / "x.engine"), "--calib", str(tmp_path / "none.txt"), "-t", "int8"],
          "--calib .*not found"),
     ]

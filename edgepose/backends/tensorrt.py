@@ -1,8 +1,10 @@
 """The TensorRT backend (TensorRT 10 name-based I/O) and the engine builder behind ``edgepose convert``.
 
 Written against TensorRT 10's documented Python API (``num_io_tensors``, ``get_tensor_name``,
-``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) and cuda-python; see
-``docs/tensorrt.md`` for what was and was not run on hardware.
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) and cuda-python. The runtime calls
+are also in TensorRT 11 (checked against the 11.4 bindings); the builder follows 11's strong typing
+where it has no precision flags (:mod:`edgepose.formats.precision`). See ``docs/tensorrt.md`` for what
+was and was not run on hardware.
 
 Per backend: one CUDA stream; device buffers and pinned host staging buffers allocated once for the
 largest shapes the engine accepts (its optimisation profile's max, capped by ``max_batch``); on a
@@ -34,7 +36,7 @@ try:
     import tensorrt as trt
 except ImportError as e:  # pragma: no cover - exercised only where TensorRT is missing
     raise BackendUnavailable(
-        "the TensorRT backend needs TensorRT 10 and an NVIDIA GPU: pip install tensorrt cuda-python "
+        "the TensorRT backend needs TensorRT 10 or later and an NVIDIA GPU: pip install tensorrt cuda-python "
         "(Jetson: TensorRT comes with JetPack)"
     ) from e
 
@@ -59,8 +61,16 @@ def _dims(shape: Any) -> Tuple[Dim, ...]:
     return tuple(int(d) if d >= 0 else None for d in shape)
 
 
-def _parse_onnx(builder: Any, logger: Any, onnx_bytes: bytes, where: str) -> Any:
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+def _weak_typing() -> bool:
+    """True on TensorRT 10 (precision builder flags exist); False on 11+, which builds strongly typed only."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
+def _parse_onnx(builder: Any, logger: Any, onnx_bytes: bytes, where: str, strongly_typed: bool) -> Any:
+    flags = 0  # TensorRT 10+: explicit batch is the only mode
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -72,6 +82,10 @@ def build_engine(onnx_model: ModelSource, options: Optional[BuildOptions] = None
                  where: Optional[str] = None) -> bytes:
     """Build a serialized TensorRT engine (plan) from an ONNX model (path or bytes).
 
+    Precision follows :func:`edgepose.formats.precision.plan_build`: builder flags and an optional
+    calibration cache on TensorRT 10, a strongly typed network (converted to FP16 first for ``fp16``)
+    on TensorRT 11 and later.
+
     Args:
         onnx_model: the ONNX file or bytes (a decrypted ``.etlt`` payload, never written to disk).
         options: precision, optimisation profiles, workspace limit, INT8 calibration cache
@@ -79,23 +93,28 @@ def build_engine(onnx_model: ModelSource, options: Optional[BuildOptions] = None
         where: how to name the model in messages.
 
     Raises:
-        ModelFormatError: TensorRT cannot parse the model, or a dynamic input has no profile.
+        ModelFormatError: TensorRT cannot parse the model, a dynamic input has no profile, or the
+            precision does not fit the model / this TensorRT version.
         BackendUnavailable: the build failed (TensorRT's log has the reason).
     """
-    from ..formats.calib import for_tensorrt, read_calibration_cache
+    from ..formats.precision import onnx_quantization, plan_build, to_fp16
 
     options = options if options is not None else BuildOptions()
     where = where or source_name(onnx_model)
     data = onnx_model if isinstance(onnx_model, bytes) else (
         bytes(onnx_model) if isinstance(onnx_model, (bytearray, memoryview)) else Path(onnx_model).read_bytes())
+    plan = plan_build(options.precision, options.calibration_cache, onnx_quantization(data, where),
+                      weak_typing=_weak_typing(), trt_version=trt.__version__, where=where)
+    if plan.convert_fp16:
+        data = to_fp16(data, where)
     logger = _Logger()
     builder = trt.Builder(logger)
-    network, _parser = _parse_onnx(builder, logger, data, where)
+    network, _parser = _parse_onnx(builder, logger, data, where, plan.strongly_typed)
     config = builder.create_builder_config()
     if options.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    if options.precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     profiles = {p.input_name: p for p in options.profiles}
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     unknown = sorted(set(profiles) - {t.name for t in inputs})
@@ -116,38 +135,45 @@ def build_engine(onnx_model: ModelSource, options: Optional[BuildOptions] = None
     if dynamic or profiles:
         config.add_optimization_profile(profile)
     calibrator = None
-    if options.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        cache = for_tensorrt(read_calibration_cache(options.calibration_cache), trt.__version__)
-        calibrator = _CacheCalibrator(cache.to_bytes())
+    if plan.calibration_cache:
+        calibrator = _cache_calibrator(plan.calibration_cache)
         config.int8_calibrator = calibrator
         if dynamic or profiles:
             config.set_calibration_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
         raise BackendUnavailable(f"TensorRT could not build an engine from {where} (see the TensorRT log messages "
                                  "of logger 'edgepose.backends.tensorrt')")
-    return bytes(plan)
+    return bytes(serialized)
 
 
-class _CacheCalibrator(trt.IInt8EntropyCalibrator2):
-    """An INT8 calibrator that only serves an existing cache (it has no data to calibrate with)."""
+def _cache_calibrator(path: str) -> Any:
+    """An INT8 calibrator that only serves an existing cache (it has no data to calibrate with).
 
-    def __init__(self, cache: bytes) -> None:
-        trt.IInt8EntropyCalibrator2.__init__(self)
-        self._cache = cache
+    Defined here, not at import: TensorRT 11 has no calibrator classes, and the backend must still
+    import there to run engines.
+    """
+    from ..formats.calib import for_tensorrt, read_calibration_cache
 
-    def get_batch_size(self) -> int:
-        return 1
+    cache = for_tensorrt(read_calibration_cache(path), trt.__version__).to_bytes()
 
-    def get_batch(self, names: Any) -> None:
-        return None  # no data: TensorRT uses the cache
+    class CacheCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
 
-    def read_calibration_cache(self) -> bytes:
-        return self._cache
+        def get_batch_size(self) -> int:
+            return 1
 
-    def write_calibration_cache(self, cache: Any) -> None:
-        pass
+        def get_batch(self, names: Any) -> None:
+            return None  # no data: TensorRT uses the cache
+
+        def read_calibration_cache(self) -> bytes:
+            return cache
+
+        def write_calibration_cache(self, data: Any) -> None:
+            pass
+
+    return CacheCalibrator()
 
 
 class _Binding:

@@ -1,13 +1,16 @@
 """``edgepose convert``: TAO ``.etlt`` -> ONNX, ONNX -> ``.etlt``, ``.etlt`` / ONNX -> TensorRT engine.
 
-The output's suffix picks the conversion: ``.onnx`` (decrypt an ``.etlt``), ``.etlt`` (pack an ONNX
-model with a key) or ``.engine`` / ``.plan`` / ``.trt`` (build with TensorRT, which must be
-installed here, for the GPU it runs on). An engine gets a sidecar ``<engine>.edgepose.json`` with the
-model spec, so ``edgepose infer -m OUT.engine`` needs no other arguments.
+The output's suffix picks the conversion: ``.onnx`` (decrypt an ``.etlt``; with ``-t fp16`` also
+convert the model to FP16, as TensorRT 11 needs for FP16 engines), ``.etlt`` (pack an ONNX model with
+a key) or ``.engine`` / ``.plan`` / ``.trt`` (build with TensorRT, which must be installed here, for
+the GPU it runs on). An engine gets a sidecar ``<engine>.edgepose.json`` with the model spec, so
+``edgepose infer -m OUT.engine`` needs no other arguments.
 
     edgepose convert model.etlt -o model.onnx                      # key: --key, $EDGEPOSE_KEY, nvidia_tlt
+    edgepose convert model.onnx -o model.fp16.onnx -t fp16         # FP16 weights, FP32 inputs/outputs
     edgepose convert model.etlt -o model.engine -t fp16 -p input_1:0,1x288x384x3,8x288x384x3,16x288x384x3
     edgepose convert model.onnx -o model.engine -t int8 --calib cal.bin --batch 1,4,8 --workspace 2048
+    edgepose convert model.qdq.onnx -o model.engine -t int8        # a Q/DQ model (TensorRT 10 and 11)
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN", help="model to convert (.etlt or .onnx; detected by content)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .onnx, .etlt or .engine")
     p.add_argument("-k", "--key", default=None, help="TAO key (default: $EDGEPOSE_KEY, $TAO_KEY or nvidia_tlt)")
-    p.add_argument("-t", "--precision", choices=("fp32", "fp16", "int8"), default="fp16",
-                   help="engine precision (default fp16; int8 needs --calib)")
+    p.add_argument("-t", "--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="engine precision (default fp16; int8 needs --calib or a Q/DQ model); with -o *.onnx, "
+                        "fp16 converts the model to FP16")
     p.add_argument("-c", "--calib", default=None, metavar="CACHE",
                    help="INT8 calibration cache (TensorRT text format, e.g. TAO's cal.bin); a cache from another "
                         "TensorRT version has its header rewritten, with a warning")
@@ -171,6 +175,11 @@ def _engine(args: argparse.Namespace, onnx_bytes: bytes, out: Path) -> Dict[str,
         options = BuildOptions(args.precision, tuple(profiles), args.workspace, calib)
     except ValueError as e:
         raise CLIError(str(e)) from None
+    from ..formats.precision import check_build, onnx_quantization
+
+    # The model-only rules (a Q/DQ model TensorRT cannot run, int8 with neither cache nor Q/DQ) fail
+    # here, on any machine, before TensorRT is needed.
+    check_build(options.precision, calib, onnx_quantization(onnx_bytes, str(args.input)), str(args.input))
     from ..backends import REGISTRY
 
     why = REGISTRY["tensorrt"].reason()
@@ -204,9 +213,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--calib {args.calib}: file not found")
     if args.spec is not None and not Path(args.spec).is_file():
         raise CLIError(f"--spec {args.spec}: file not found")
-    if suffix in ENGINE_SUFFIXES and (args.precision == "int8") != (args.calib is not None):
-        raise CLIError("-t int8 needs --calib CACHE (edgepose does not calibrate while building)"
-                       if args.calib is None else f"--calib is only used with -t int8, not {args.precision}")
+    if suffix in ENGINE_SUFFIXES:
+        args.precision = args.precision or "fp16"
+        if args.calib is not None and args.precision != "int8":
+            raise CLIError(f"--calib is only used with -t int8, not {args.precision}")
+    elif args.precision not in (None, "fp16") or (args.precision == "fp16" and suffix != ".onnx"):
+        raise CLIError(f"-t {args.precision}: only -o *.engine builds take a precision, and -o *.onnx takes -t fp16 "
+                       "(INT8 ONNX models come from python -m tools.calibrate)")
     if suffix not in ENGINE_SUFFIXES:
         engine_only = [flag for flag, used in (("--calib", args.calib), ("-p/--profile", args.profile),
                                                ("--batch", args.batch), ("--workspace", args.workspace))
@@ -216,10 +229,17 @@ def run(args: argparse.Namespace) -> int:
     fmt = detect_format(src)
     onnx_bytes = _load_onnx(args, fmt)
     if suffix == ".onnx":
-        if fmt.value == "onnx":
-            raise CLIError(f"{src} is already ONNX; nothing to convert")
+        if fmt.value == "onnx" and args.precision is None:
+            raise CLIError(f"{src} is already ONNX; nothing to convert (-t fp16 converts it to FP16)")
+        what = "ONNX"
+        if args.precision == "fp16":
+            from ..formats.precision import onnx_quantization, to_fp16
+
+            if onnx_quantization(onnx_bytes, str(src)).quantized:
+                raise CLIError(f"{src} is quantized (Q/DQ nodes): convert the FP32 model to FP16 instead")
+            onnx_bytes, what = to_fp16(onnx_bytes, str(src)), "ONNX, FP16 with FP32 inputs and outputs"
         out.write_bytes(onnx_bytes)  # asked for: the user wants the plaintext model on disk
-        print(f"edgepose convert: wrote {out} ({len(onnx_bytes)} bytes, ONNX)")
+        print(f"edgepose convert: wrote {out} ({len(onnx_bytes)} bytes, {what})")
     elif suffix == ".etlt":
         from ..formats.etlt import write_etlt
 

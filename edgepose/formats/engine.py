@@ -171,12 +171,14 @@ class BuildOptions:
     """How to build an engine (the choices of ``trtexec`` / ``tao-converter`` that matter here).
 
     Attributes:
-        precision: ``fp32``, ``fp16`` or ``int8`` (INT8 also enables FP16 for layers without scales,
-            as ``trtexec --fp16 --int8`` does).
+        precision: ``fp32``, ``fp16`` or ``int8``. How each is built on TensorRT 10 and 11 is in
+            :mod:`edgepose.formats.precision` (on 10, INT8 also enables FP16 for layers without
+            scales, as ``trtexec --fp16 --int8`` does).
         profiles: one optimisation profile per dynamic input (empty: a static model).
         workspace_mib: the builder's workspace memory-pool limit (None: TensorRT's default).
-        calibration_cache: path of an INT8 calibration cache (required for ``int8``); a cache
-            written by another TensorRT version gets its header rewritten, with a warning.
+        calibration_cache: path of an INT8 calibration cache (TensorRT 10; ``int8`` needs it unless
+            the model has Q/DQ nodes); a cache written by another TensorRT version gets its header
+            rewritten, with a warning.
     """
 
     precision: str = "fp16"
@@ -190,9 +192,6 @@ class BuildOptions:
         if self.workspace_mib is not None and (isinstance(self.workspace_mib, bool)
                                                or not isinstance(self.workspace_mib, int) or self.workspace_mib < 1):
             raise ValueError(f"workspace_mib must be a positive int (MiB), got {self.workspace_mib!r}")
-        if self.precision == "int8" and not self.calibration_cache:
-            raise ValueError("precision int8 needs a calibration cache (--calib FILE): edgepose does not calibrate "
-                             "during the build; make one with tools/calibrate or take TAO's cal.bin")
         if self.precision != "int8" and self.calibration_cache:
             raise ValueError(f"a calibration cache is only used for int8, not {self.precision}")
         names = [p.input_name for p in self.profiles]
