@@ -19,6 +19,7 @@ tested on machines without a GPU too.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,18 +28,24 @@ from .errors import InputError, SpecError
 from .preprocess import Transform, transform_for
 from .spec import ModelSpec
 
-__all__ = ["GpuPreprocessor", "KERNEL_SOURCE", "reference"]
+__all__ = ["GpuPreprocessor", "KERNEL_SOURCE", "KERNELS", "Launch", "batch_geometry", "compile_kernels",
+           "kernel_launches", "reference"]
 
 KERNEL_SOURCE = r"""
 // One thread per output pixel of one batch item; all three channels written by that thread.
 // src: H x W x 3 uint8 BGR with a row pitch in bytes. dst: the batch tensor (NHWC or NCHW).
-template <typename T> __device__ void store(T* p, float v);
-template <> __device__ void store<float>(float* p, float v) { *p = v; }
-template <> __device__ void store<unsigned short>(unsigned short* p, float v) {
+// The same source also compiles as host C++ (the tests run it on the CPU): there, the includer
+// supplies __device__, __global__, blockIdx / blockDim / threadIdx, min and half_bits.
+#ifdef __CUDACC_RTC__
+__device__ unsigned short half_bits(float v) {
     unsigned short h;  // float -> IEEE half, round to nearest even (no cuda_fp16.h needed)
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
-    *p = h;
+    return h;
 }
+#endif
+template <typename T> __device__ void store(T* p, float v);
+template <> __device__ void store<float>(float* p, float v) { *p = v; }
+template <> __device__ void store<unsigned short>(unsigned short* p, float v) { *p = half_bits(v); }
 
 template <typename T>
 __device__ void letterbox(const unsigned char* src, int src_h, int src_w, int src_pitch,
@@ -88,6 +95,78 @@ extern "C" __global__ void letterbox_f16(const unsigned char* src, int src_h, in
 """
 
 _BLOCK = (32, 8)
+KERNELS = {np.dtype(np.float32): "letterbox_f32", np.dtype(np.float16): "letterbox_f16"}
+"""Output dtype -> kernel name in :data:`KERNEL_SOURCE`."""
+# The kernels' parameter types, in order (cuLaunchKernel packs the arguments by these).
+_ARG_TYPES = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+              ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+              ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float)
+
+
+def compile_kernels(arch: str) -> bytes:
+    """Compile :data:`KERNEL_SOURCE` with NVRTC for ``arch`` (e.g. ``"sm_87"``) and return the CUBIN.
+
+    Needs only NVRTC (cuda-python and ``libnvrtc``, e.g. ``pip install "cuda-toolkit[nvrtc]"``), not a
+    GPU or a driver.
+
+    Raises:
+        CudaError: NVRTC is missing or rejects the source or the architecture (with its log).
+    """
+    from .backends import _cuda as cu
+
+    prog = cu.cuda_call(cu.nvrtc.nvrtcCreateProgram(KERNEL_SOURCE.encode(), b"letterbox.cu", 0, [], []),
+                        "nvrtcCreateProgram")
+    try:
+        opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++14"]
+        err = cu.nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]
+        if int(err) != 0:
+            size = cu.cuda_call(cu.nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+            log = b" " * size
+            cu.cuda_call(cu.nvrtc.nvrtcGetProgramLog(prog, log), "nvrtcGetProgramLog")
+            raise cu.CudaError(f"NVRTC could not compile the pre-processing kernel for {arch}: "
+                               f"{log.decode(errors='replace').strip()}")
+        size = cu.cuda_call(cu.nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        cu.cuda_call(cu.nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
+    finally:
+        cu.nvrtc.nvrtcDestroyProgram(prog)
+    return cubin
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: grid and block sizes and the arguments with their ctypes types."""
+
+    grid: Tuple[int, int, int]
+    block: Tuple[int, int, int]
+    args: Tuple[Any, ...]
+    types: Tuple[Any, ...] = _ARG_TYPES
+
+
+def batch_geometry(spec: ModelSpec, sizes: Sequence[Tuple[int, int]]) -> Tuple[Tuple[int, ...], List[Transform]]:
+    """The batch tensor's shape for frames of ``sizes`` ((H, W) each) and each frame's Transform."""
+    transforms = [transform_for(tuple(hw), spec) for hw in sizes]
+    in_h = max(t.input_size[0] for t in transforms)
+    in_w = max(t.input_size[1] for t in transforms)
+    return tuple(spec.input_shape(len(transforms), in_h, in_w)), transforms
+
+
+def kernel_launches(spec: ModelSpec, frames: Sequence[Tuple[int, int, int]], transforms: Sequence[Transform],
+                    shape: Sequence[int], out_ptr: int, dtype: Any) -> List[Launch]:
+    """One :class:`Launch` per frame: ``frames`` are (pointer, H, W) of C-contiguous BGR images,
+    ``shape`` / ``transforms`` from :func:`batch_geometry`, ``out_ptr`` the batch tensor's memory."""
+    nchw = spec.input_layout == "NCHW"
+    in_h, in_w = (shape[2], shape[3]) if nchw else (shape[1], shape[2])
+    item = in_h * in_w * 3 * np.dtype(dtype).itemsize
+    pad = spec.pad_value * spec.scale + spec.offset
+    grid = ((in_w + _BLOCK[0] - 1) // _BLOCK[0], (in_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
+    launches = []
+    for b, ((ptr, h, w), t) in enumerate(zip(frames, transforms)):
+        rh, rw = t.content_size
+        args = (ptr, h, w, w * 3, out_ptr + b * item, in_h, in_w, int(nchw), t.pad_x, t.pad_y, rw, rh, w / rw,
+                h / rh, int(spec.color == "RGB"), spec.scale, spec.offset, pad)
+        launches.append(Launch(grid, (_BLOCK[0], _BLOCK[1], 1), args))
+    return launches
 
 
 def _check_spec(spec: ModelSpec) -> None:
@@ -158,23 +237,9 @@ class GpuPreprocessor:
         cu = self._cuda
         dev = cu.cuda_call(cu.runtime.cudaGetDevice(), "cudaGetDevice")
         major, minor = cu.device_properties(dev).compute_capability
-        prog = cu.cuda_call(cu.nvrtc.nvrtcCreateProgram(KERNEL_SOURCE.encode(), b"letterbox.cu", 0, [], []),
-                            "nvrtcCreateProgram")
-        try:
-            opts = [f"--gpu-architecture=sm_{major}{minor}".encode(), b"--std=c++14"]
-            err = cu.nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]
-            if int(err) != 0:
-                size = cu.cuda_call(cu.nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-                log = b" " * size
-                cu.cuda_call(cu.nvrtc.nvrtcGetProgramLog(prog, log), "nvrtcGetProgramLog")
-                raise cu.CudaError(f"NVRTC could not compile the pre-processing kernel: {log.decode(errors='replace')}")
-            size = cu.cuda_call(cu.nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-            cubin = b" " * size
-            cu.cuda_call(cu.nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
-        finally:
-            cu.nvrtc.nvrtcDestroyProgram(prog)
+        cubin = compile_kernels(f"sm_{major}{minor}")
         module = cu.cuda_call(cu.driver.cuModuleLoadData(cubin), "cuModuleLoadData")
-        name = b"letterbox_f32" if self.dtype == np.float32 else b"letterbox_f16"
+        name = KERNELS[self.dtype].encode()
         try:
             kernel = cu.cuda_call(cu.driver.cuModuleGetFunction(module, name), "cuModuleGetFunction")
         except BaseException:
@@ -204,30 +269,17 @@ class GpuPreprocessor:
                 raise InputError(f"frames[{i}]: expected a C-contiguous (H, W, 3) uint8 BGR device array, got "
                                  f"{da.dtype} {da.shape}")
             arrays.append(da)
-        transforms = [transform_for(tuple(d.shape[:2]), self.spec) for d in arrays]
-        in_h = max(t.input_size[0] for t in transforms)
-        in_w = max(t.input_size[1] for t in transforms)
-        shape = self.spec.input_shape(len(arrays), in_h, in_w)
+        shape, transforms = batch_geometry(self.spec, [tuple(d.shape[:2]) for d in arrays])
         nbytes = int(np.prod(shape)) * self.dtype.itemsize
         if self._out is None or self._out.nbytes < nbytes:
             if self._out is not None:
                 self._out.close()
             self._out = cu.DeviceBuffer(nbytes)
-        item = in_h * in_w * 3 * self.dtype.itemsize
         handle = stream.handle if stream is not None else 0
-        pad = self.spec.pad_value * self.spec.scale + self.spec.offset
-        for b, (da, t) in enumerate(zip(arrays, transforms)):
-            h, w = da.shape[:2]
-            rh, rw = t.content_size
-            args = (da.ptr, h, w, w * 3, self._out.ptr + b * item, in_h, in_w, int(self.spec.input_layout == "NCHW"),
-                    t.pad_x, t.pad_y, rw, rh, w / rw, h / rh, int(self.spec.color == "RGB"), self.spec.scale,
-                    self.spec.offset, pad)
-            types = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                     ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                     ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float)
-            grid = ((in_w + _BLOCK[0] - 1) // _BLOCK[0], (in_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
-            cu.cuda_call(cu.driver.cuLaunchKernel(self._kernel, *grid, _BLOCK[0], _BLOCK[1], 1, 0, handle,
-                                                  (args, types), 0), "cuLaunchKernel(letterbox)")
+        frames_at = [(da.ptr, da.shape[0], da.shape[1]) for da in arrays]
+        for launch in kernel_launches(self.spec, frames_at, transforms, shape, self._out.ptr, self.dtype):
+            cu.cuda_call(cu.driver.cuLaunchKernel(self._kernel, *launch.grid, *launch.block, 0, handle,
+                                                  (launch.args, launch.types), 0), "cuLaunchKernel(letterbox)")
         return _DeviceTensor(self._out, shape, self.dtype), transforms
 
     def close(self) -> None:
