@@ -215,6 +215,22 @@ def test_cuda_layer_without_a_device() -> None:
             _cuda.DeviceBuffer(1024)  # a real call, a real failure: no driver here
 
 
+@pytest.mark.skipif(HAS_CUDA, reason="a GPU is here: the gpu tests run these for real")
+def test_cuda_objects_without_a_device_raise_cuda_errors() -> None:
+    """Each CUDA-owning object's first call reaches the driver with arguments cuda-python accepts (a
+    wrong signature would raise TypeError) and comes back as one CudaError naming that call."""
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from edgepose.backends import _cuda
+    from edgepose.gpu_preprocess import GpuPreprocessor
+
+    for make, call in [(_cuda.Stream, "cudaStreamCreateWithFlags"), (lambda: _cuda.DeviceBuffer(64), "cudaMalloc"),
+                       (lambda: _cuda.HostBuffer(64, mapped=False), "cudaHostAlloc"),
+                       (lambda: _cuda.HostBuffer(64, mapped=True), "cudaHostAlloc"),
+                       (lambda: GpuPreprocessor(ModelSpec.bodyposenet()), "cudaFree")]:
+        with pytest.raises(_cuda.CudaError, match=f"{call}.*failed: cudaError(InsufficientDriver|NoDevice)"):
+            make()
+
+
 class _CaiArray:
     """An object that offers ``__cuda_array_interface__`` as CuPy / Numba / PyTorch do (pointer only)."""
 
