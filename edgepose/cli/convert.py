@@ -69,8 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="engine precision (default fp16; int8 needs --calib or a Q/DQ model); with -o *.onnx, "
                         "fp16 converts the model to FP16")
     p.add_argument("-c", "--calib", default=None, metavar="CACHE",
-                   help="INT8 calibration cache (TensorRT text format, e.g. TAO's cal.bin); a cache from another "
-                        "TensorRT version has its header rewritten, with a warning")
+                   help="INT8 calibration cache for TensorRT 10 (text format, e.g. TAO's cal.bin); a cache from "
+                        "another TensorRT version has its header rewritten, with a warning. TensorRT 11 has no caches: "
+                        "it builds INT8 from Q/DQ models")
     p.add_argument("-p", "--profile", type=_profile, action="append", default=[], metavar="NAME,MIN,OPT,MAX",
                    help="optimisation profile as tao-converter's -p, e.g. input_1:0,1x288x384x3,8x288x384x3,"
                         "16x288x384x3 (repeat for several inputs)")
