@@ -323,7 +323,7 @@ def test_gpu_preprocess_kernel_matches_reference(dtype: type) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT 10 and an NVIDIA GPU")
+@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (10 or 11) and an NVIDIA GPU")
 def test_tensorrt_engine_matches_onnxruntime(tmp_path: Path) -> None:
     from edgepose.backends.tensorrt import build_engine
     from edgepose.formats.engine import write_engine as write
@@ -371,7 +371,7 @@ def _assert_same_poses(got: Poses, want: Poses, tol: float) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT 10 and an NVIDIA GPU")
+@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (10 or 11) and an NVIDIA GPU")
 def test_gpu_frames_give_the_poses_of_host_frames(tmp_path: Path) -> None:
     cupy = pytest.importorskip("cupy")
     from edgepose.backends.tensorrt import build_engine
