@@ -381,8 +381,8 @@ def _dw_pw_pairs(model) -> List[Tuple[object, object]]:
     return pairs
 
 
-def _tensor_values(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec, *,
-                   optimize: bool = True) -> Iterator[Dict[str, np.ndarray]]:
+def _tensor_values(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[Path], spec
+                   ) -> Iterator[Dict[str, np.ndarray]]:
     """Per image, the values of ``tensors`` (made graph outputs) of the model, in ONNX Runtime."""
     import onnx
     import onnxruntime as ort
@@ -392,10 +392,7 @@ def _tensor_values(model_bytes: bytes, tensors: Sequence[str], paths: Sequence[P
     for name in tensors:
         if name not in outputs:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for path in paths:
         yield dict(zip(tensors, session.run(list(tensors), {spec.input_name: _load_tensor(path, spec)})))
 
@@ -498,7 +495,7 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
                             method: str) -> int:
     """Quantise ``model`` to a QDQ ``out`` with its head Convs' biases corrected; return how many.
 
-    Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization", section 4.2), on the
+    Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization"), on the
     network's head Convs only (:func:`_head_waves`): for each output channel, the mean error of the
     quantised model against FP32 over the images, E[y_int8 - y_fp32], is subtracted from that
     Conv's float bias before quantising. Wave by wave, so a stage's heads are measured after the
@@ -515,15 +512,19 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
         _quantize(Path(model), Path(out), ranges, method)
         return 0
     heads = [h for wave in waves for h in wave]
-    inits = {t.name: t for t in proto.graph.initializer}
+    inits, consumers, _ = _graph_index(proto)
     for head in heads:
-        if len(head.input) < 3 or not head.input[2]:  # a Conv without bias gets a zero one to correct
-            zero = numpy_helper.from_array(np.zeros(inits[head.input[1]].dims[0], np.float32),
-                                           f"{head.name}/bias_correction")
-            proto.graph.initializer.append(zero)
-            inits[zero.name] = zero
-            del head.input[2:]
-            head.input.append(zero.name)
+        has_bias = len(head.input) > 2 and head.input[2]
+        if has_bias and len(consumers[head.input[2]]) == 1:
+            continue
+        # A Conv without bias gets a zero one to correct; one sharing its bias, a copy of its own.
+        value = (numpy_helper.to_array(inits[head.input[2]]) if has_bias
+                 else np.zeros(inits[head.input[1]].dims[0], np.float32))
+        own = numpy_helper.from_array(value.astype(np.float32), f"{head.name}/bias_correction")
+        proto.graph.initializer.append(own)
+        inits[own.name] = own
+        del head.input[2:]
+        head.input.append(own.name)
     reference = _channel_mean(proto.SerializeToString(), [h.output[0] for h in heads], paths, spec)
     with tempfile.TemporaryDirectory(prefix="edgepose-bias-") as tmp:
         source, quantized = Path(tmp) / "source.onnx", Path(tmp) / "quantized.onnx"
