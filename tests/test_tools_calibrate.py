@@ -35,7 +35,7 @@ def calibrated(tmp_path_factory):
     out = tmp_path_factory.mktemp("calib")
     images = sorted(IMAGES.glob("*.jpg"))[:3] + [PEOPLE_IMAGE]
     result = calibrate.calibrate(MODEL, images, cache=out / "v2.txt", int8_onnx=out / "v2.int8.onnx",
-                                 trt_version="10.3.0")
+                                 tensorrt_onnx=out / "v2.trt.onnx", trt_version="10.3.0")
     return result
 
 
@@ -69,20 +69,24 @@ def test_cache_covers_every_float_activation(calibrated):
     assert len(scales) > 0.5 * len(outputs)
 
 
-def test_qdq_model_runs_and_finds_people(calibrated):
+def _against_fp32(int8_model: Path):
+    """(FP32 heatmap, PAF, people found), (INT8 heatmap, PAF, people found) on the players image."""
     import cv2
-    import onnx
 
     from edgepose import EdgePose
 
-    ops = {n.op_type for n in onnx.load(str(calibrated.int8_onnx)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     frame = cv2.imread(str(PEOPLE_IMAGE))
     with EdgePose(str(MODEL), backend="onnxruntime") as fp32, \
-         EdgePose(str(calibrated.int8_onnx), backend="onnxruntime", spec=fp32.spec) as int8:
-        heat32, paf32, _ = fp32.run_maps(frame)
-        heat8, paf8, _ = int8.run_maps(frame)
-        found32, found8 = len(fp32.infer(frame)), len(int8.infer(frame))
+         EdgePose(str(int8_model), backend="onnxruntime", spec=fp32.spec) as int8:
+        return [(*m.run_maps(frame)[:2], len(m.infer(frame))) for m in (fp32, int8)]
+
+
+def test_qdq_model_runs_and_finds_people(calibrated):
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(calibrated.int8_onnx)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    (heat32, paf32, found32), (heat8, paf8, found8) = _against_fp32(calibrated.int8_onnx)
     assert found32 >= 2 and found8 >= 2, (found32, found8)
     assert calibrated.equalized > 0
     assert calibrated.bias_corrected == 12  # the heatmap and PAF Convs of 6 stages (on by default)
@@ -92,6 +96,34 @@ def test_qdq_model_runs_and_finds_people(calibrated):
     assert np.corrcoef(heat32.ravel(), heat8.ravel())[0, 1] > 0.95
     assert np.corrcoef(paf32.ravel(), paf8.ravel())[0, 1] > 0.35
     assert np.isfinite(paf8).all() and paf8.shape == paf32.shape
+
+
+def test_tensorrt_flavour_is_what_tensorrt_builds(calibrated):
+    """--tensorrt-onnx: symmetric signed INT8 Q/DQ, float biases; edgepose convert accepts it for TensorRT 10
+    and 11 (and refuses the ONNX Runtime flavour); it runs in ONNX Runtime and finds the same people."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgepose.formats.precision import BuildPlan, onnx_quantization, plan_build
+
+    model = onnx.load(str(calibrated.tensorrt_onnx))
+    inits = {t.name: t for t in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 100
+    for n in qdq:
+        zero_point = numpy_helper.to_array(inits[n.input[2]])
+        assert zero_point.dtype == np.int8 and not zero_point.any(), n.name
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for conv in (n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2):
+        assert conv.input[2] in inits and conv.input[2] not in producers, conv.name  # a float bias, no DQ
+        assert inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT
+    quant = onnx_quantization(model)
+    assert quant.quantized and quant.tensorrt, quant.problem
+    assert not onnx_quantization(calibrated.int8_onnx.read_bytes()).tensorrt
+    assert plan_build("int8", None, quant, weak_typing=False) == BuildPlan(strongly_typed=True)
+    (heat32, _, found32), (heat8, _, found8) = _against_fp32(calibrated.tensorrt_onnx)
+    assert found32 >= 2 and found8 >= 2, (found32, found8)
+    assert np.corrcoef(heat32.ravel(), heat8.ravel())[0, 1] > 0.95
 
 
 def test_equalisation_keeps_the_fp32_function(tmp_path):

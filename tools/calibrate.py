@@ -30,6 +30,10 @@ min-max; ``onnxruntime.quantization.create_calibrator``). From one pass this mod
    depthwise channels, and tf-pose's INT8 PAFs lose all correlation with FP32.
    While quantising, the biases of the network's head Convs (each stage's last heatmap and PAF Conv)
    are corrected for the mean INT8 error of their outputs (:func:`quantize_bias_corrected`).
+3. the same QDQ model in TensorRT's flavour (``--tensorrt-onnx``): symmetric signed INT8 activations
+   and weights, float biases. TensorRT 11 removed calibration caches, so this is its only INT8 path;
+   TensorRT 10 builds it too (explicit quantization). ``edgepose convert`` refuses the ONNX Runtime
+   flavour for TensorRT, because TensorRT runs neither uint8 nor asymmetric Q/DQ.
 
 The header names ``EntropyCalibration2`` whatever statistics were used: it is the calibrator TensorRT
 (and trtexec) instantiates, and TensorRT discards a cache whose header names another algorithm. The
@@ -492,7 +496,7 @@ def _head_waves(model) -> List[List[object]]:
 
 
 def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequence[PathLike], spec,
-                            method: str) -> int:
+                            method: str, tensorrt: bool = False) -> int:
     """Quantise ``model`` to a QDQ ``out`` with its head Convs' biases corrected; return how many.
 
     Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization"), on the
@@ -501,6 +505,7 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
     Conv's float bias before quantising. Wave by wave, so a stage's heads are measured after the
     earlier stages' heads were corrected. The activation ranges stay those given. The FP32 function
     of the model written changes by the corrections, so the QDQ model is the only output.
+    ``tensorrt`` picks the QDQ flavour (:func:`_quantize`); the errors are measured in that flavour.
     """
     import onnx
     from onnx import numpy_helper
@@ -509,7 +514,7 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
     waves = _head_waves(proto)
     paths = [Path(p) for p in images]
     if not waves:
-        _quantize(Path(model), Path(out), ranges, method)
+        _quantize(Path(model), Path(out), ranges, method, tensorrt)
         return 0
     heads = [h for wave in waves for h in wave]
     inits, consumers, _ = _graph_index(proto)
@@ -530,7 +535,7 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
         source, quantized = Path(tmp) / "source.onnx", Path(tmp) / "quantized.onnx"
         for wave in waves:
             onnx.save(proto, str(source))
-            _quantize(source, quantized, ranges, method)
+            _quantize(source, quantized, ranges, method, tensorrt)
             qdq = onnx.load(str(quantized))
             tensor = {n.name: n.output[0] for n in qdq.graph.node if n.op_type == "Conv"}
             got = _channel_mean(qdq.SerializeToString(), [tensor[h.name] for h in wave], paths, spec)
@@ -540,7 +545,7 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
                 value -= got[tensor[head.name]] - reference[head.output[0]]
                 bias.CopyFrom(numpy_helper.from_array(value.astype(np.float32), bias.name))
         onnx.save(proto, str(source))
-        _quantize(source, Path(out), ranges, method)
+        _quantize(source, Path(out), ranges, method, tensorrt)
     return len(heads)
 
 
@@ -593,7 +598,8 @@ def write_trt_cache(scales: Mapping[str, float], path: PathLike, trt_version: Un
 class CalibrationResult:
     """What :func:`calibrate` wrote.
 
-    ``cache``, ``int8_onnx`` and ``fp32_onnx`` are the files written (None when not asked for).
+    ``cache``, ``int8_onnx``, ``tensorrt_onnx`` and ``fp32_onnx`` are the files written (None when not
+    asked for).
     ``cache_model`` is the one ONNX model the cache belongs to, the one to build a TensorRT engine
     from with it: ``fp32_onnx`` when that was written, else the given model (None without a cache).
     ``tensors`` and ``images`` count the calibrated tensors and images, ``input_size`` is the size the
@@ -612,6 +618,7 @@ class CalibrationResult:
     cache_model: Optional[Path] = None
     bias_corrected: int = 0
     folded: int = 0
+    tensorrt_onnx: Optional[Path] = None
 
 
 @contextlib.contextmanager
@@ -625,9 +632,14 @@ def _quiet_root_logger(level: int = logging.ERROR) -> Iterator[None]:
         root.setLevel(old)
 
 
-def _quantize(model: Path, out: Path, ranges, method: str) -> None:
-    """A QDQ INT8 model from precomputed ranges: activations uint8, weights int8 per channel (the
-    pairing ONNX Runtime's CPU kernels run fastest on x86)."""
+def _quantize(model: Path, out: Path, ranges, method: str, tensorrt: bool = False) -> None:
+    """A QDQ INT8 model from precomputed ranges.
+
+    For ONNX Runtime (``tensorrt=False``): activations uint8, weights int8 per channel (the pairing
+    its CPU kernels run fastest on x86). For TensorRT (explicit quantization, the only INT8 path of
+    TensorRT 11): activations and weights signed INT8, symmetric (zero point 0), weights per
+    channel, biases left in float (TensorRT adds them in its own precision).
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
@@ -640,8 +652,10 @@ def _quantize(model: Path, out: Path, ranges, method: str) -> None:
         with _quiet_root_logger():
             quantize_static(
                 str(model), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=_method(method),
-                calibration_cache_path=ranges_json,
+                activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=_method(method), calibration_cache_path=ranges_json,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+                if tensorrt else None,
             )
 
 
@@ -658,7 +672,8 @@ def _check_outputs(model: Path, outputs: Mapping[str, Optional[PathLike]]) -> No
 
 
 def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, cache: Optional[PathLike] = None,
-              int8_onnx: Optional[PathLike] = None, fp32_onnx: Optional[PathLike] = None, method: str = "entropy",
+              int8_onnx: Optional[PathLike] = None, fp32_onnx: Optional[PathLike] = None,
+              tensorrt_onnx: Optional[PathLike] = None, method: str = "entropy",
               limit: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None,
               trt_version: Union[str, int] = DEFAULT_TRT_VERSION, percentile: float = 99.999,
               equalize: bool = True, bias_correction: bool = True) -> CalibrationResult:
@@ -672,7 +687,11 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         model: the FP32 ONNX model.
         images: a folder of images or a list of image files.
         cache: where to write the TensorRT calibration cache (None: not written).
-        int8_onnx: where to write the QDQ INT8 model (None: not written).
+        int8_onnx: where to write the QDQ INT8 model for ONNX Runtime (None: not written).
+        tensorrt_onnx: where to write the QDQ INT8 model for TensorRT (symmetric signed INT8, float
+            biases; what TensorRT 11 needs for INT8, and TensorRT 10 builds it too, without a cache:
+            ``edgepose convert TENSORRT_ONNX -o model.engine -t int8``). Made from the same prepared
+            model and ranges as ``int8_onnx``, with the same bias correction. ONNX Runtime runs it too.
         fp32_onnx: where to write the prepared FP32 model (:func:`prepare_fp32`: bias Adds folded,
             equalised unless ``equalize`` is False), the cache's partner (needs ``cache``). The QDQ
             model is made from it too. The cache then holds this model's ranges, and
@@ -696,8 +715,8 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
     """
     if method not in METHODS:
         raise InputError(f"method: expected one of {METHODS}, got {method!r}")
-    if cache is None and int8_onnx is None:
-        raise InputError("nothing to write: pass cache= and / or int8_onnx=")
+    if cache is None and int8_onnx is None and tensorrt_onnx is None:
+        raise InputError("nothing to write: pass cache=, int8_onnx= and / or tensorrt_onnx=")
     if fp32_onnx is not None and cache is None:
         raise InputError("fp32_onnx (--fp32-onnx) is written only with cache (--cache): it is the model that "
                          "cache belongs to, and alone it would be paired with a cache of another model")
@@ -712,12 +731,13 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         if not paths or missing:
             raise InputError(f"images: {'no image files given' if not paths else f'not found: {missing[0]}'}")
     model = Path(model)
-    _check_outputs(model, {"cache": cache, "int8_onnx": int8_onnx, "fp32_onnx": fp32_onnx})
+    _check_outputs(model, {"cache": cache, "int8_onnx": int8_onnx, "fp32_onnx": fp32_onnx,
+                           "tensorrt_onnx": tensorrt_onnx})
     spec = calibration_spec(model, input_size)
     folded = pairs = 0
     with tempfile.TemporaryDirectory(prefix="edgepose-prepare-") as tmp:
         quantized = model  # the FP32 model the QDQ one is made from
-        if int8_onnx is not None or fp32_onnx is not None:
+        if int8_onnx is not None or tensorrt_onnx is not None or fp32_onnx is not None:
             quantized = Path(fp32_onnx) if fp32_onnx is not None else Path(tmp) / "prepared.onnx"
             folded, pairs = prepare_fp32(model, quantized, paths, spec, equalize)
         cache_model = Path(fp32_onnx) if fp32_onnx is not None else model
@@ -735,16 +755,18 @@ def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, c
         if cache is not None:
             write_trt_cache(scales, cache, number)
         corrected = 0
-        if int8_onnx is not None and bias_correction:
-            corrected = quantize_bias_corrected(quantized, int8_onnx, ranges_of(quantized), paths, spec, method)
-        elif int8_onnx is not None:
-            _quantize(quantized, Path(int8_onnx), ranges_of(quantized), method)
+        for out, tensorrt in ((int8_onnx, False), (tensorrt_onnx, True)):
+            if out is not None and bias_correction:
+                corrected = quantize_bias_corrected(quantized, out, ranges_of(quantized), paths, spec, method,
+                                                    tensorrt)
+            elif out is not None:
+                _quantize(quantized, Path(out), ranges_of(quantized), method, tensorrt)
     return CalibrationResult(Path(cache) if cache is not None else None,
                              Path(int8_onnx) if int8_onnx is not None else None,
                              len(scales), len(paths), spec.input_size, pairs,
                              fp32_onnx=Path(fp32_onnx) if fp32_onnx is not None else None,
                              cache_model=cache_model if cache is not None else None, bias_corrected=corrected,
-                             folded=folded)
+                             folded=folded, tensorrt_onnx=Path(tensorrt_onnx) if tensorrt_onnx is not None else None)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -760,7 +782,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", required=True, type=Path, help="the FP32 ONNX model")
     p.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder of calibration images")
     p.add_argument("--cache", type=Path, default=None, metavar="TXT", help="write the TensorRT calibration cache here")
-    p.add_argument("--int8-onnx", type=Path, default=None, metavar="ONNX", help="write the QDQ INT8 model here")
+    p.add_argument("--int8-onnx", type=Path, default=None, metavar="ONNX",
+                   help="write the QDQ INT8 model for ONNX Runtime here")
+    p.add_argument("--tensorrt-onnx", type=Path, default=None, metavar="ONNX",
+                   help="write the QDQ INT8 model for TensorRT here (symmetric signed INT8; TensorRT 11's only INT8 "
+                        "path, TensorRT 10 builds it too: edgepose convert ONNX -o model.engine -t int8)")
     p.add_argument("--fp32-onnx", type=Path, default=None, metavar="ONNX",
                    help="write the prepared FP32 model (bias Adds folded, equalised) here; the cache then belongs "
                         "to it (build the TensorRT engine from this file); without it the cache belongs to --model")
@@ -782,15 +808,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry: a user error prints one line and returns 2."""
     args = _parser().parse_args(argv)
     try:
-        if args.cache is None and args.int8_onnx is None:
-            raise InputError("nothing to write: pass --cache and / or --int8-onnx")
-        for flag, out in (("--cache", args.cache), ("--int8-onnx", args.int8_onnx), ("--fp32-onnx", args.fp32_onnx)):
+        if args.cache is None and args.int8_onnx is None and args.tensorrt_onnx is None:
+            raise InputError("nothing to write: pass --cache, --int8-onnx and / or --tensorrt-onnx")
+        for flag, out in (("--cache", args.cache), ("--int8-onnx", args.int8_onnx), ("--fp32-onnx", args.fp32_onnx),
+                          ("--tensorrt-onnx", args.tensorrt_onnx)):
             if out is not None and out.exists() and not args.overwrite:
                 raise InputError(f"{flag} {out}: exists (pass --overwrite to replace it)")
         result = calibrate(args.model, args.images, cache=args.cache, int8_onnx=args.int8_onnx,
-                           fp32_onnx=args.fp32_onnx, method=args.method, limit=args.limit,
-                           input_size=args.input_size, trt_version=args.trt_version, percentile=args.percentile,
-                           equalize=not args.no_equalize, bias_correction=not args.no_bias_correction)
+                           fp32_onnx=args.fp32_onnx, tensorrt_onnx=args.tensorrt_onnx, method=args.method,
+                           limit=args.limit, input_size=args.input_size, trt_version=args.trt_version,
+                           percentile=args.percentile, equalize=not args.no_equalize,
+                           bias_correction=not args.no_bias_correction)
     except EdgePoseError as e:
         print(f"calibrate: error: {e}", file=sys.stderr)
         return 2
@@ -805,6 +833,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for what, path in (("int8 onnx", result.int8_onnx), ("fp32 onnx", result.fp32_onnx)):
         if path is not None:
             print(f"{what}: {path}", file=sys.stderr)
+    if result.tensorrt_onnx is not None:
+        print(f"tensorrt onnx: {result.tensorrt_onnx} (edgepose convert {result.tensorrt_onnx} -o model.engine "
+              "-t int8)", file=sys.stderr)
     if result.cache is not None:
         print(f"cache: {result.cache} (belongs to {result.cache_model}: edgepose convert {result.cache_model} "
               f"-o model.engine -t int8 --calib {result.cache})", file=sys.stderr)
