@@ -1,6 +1,7 @@
 """Model file formats: content-based detection (ONNX, TensorRT engine, TAO .etlt), the TAO
-container (:mod:`.etlt`), engine files with their stored spec (:mod:`.engine`) and TensorRT INT8
-calibration caches (:mod:`.calib`).
+container (:mod:`.etlt`), engine files with their stored spec (:mod:`.engine`), TensorRT INT8
+calibration caches (:mod:`.calib`) and how an engine gets its precision on TensorRT 10 and 11
+(:mod:`.precision`).
 
 Only :mod:`.detect` is imported eagerly; the others load ``cryptography`` / ``onnx`` when used.
 """
