@@ -62,17 +62,15 @@ class Quantization:
         return self.nodes > 0
 
 
-def _constant_values(model: Any) -> dict:
-    """Initializers and Constant-node outputs by name (as numpy arrays, read lazily by the caller)."""
-    from onnx import numpy_helper
-
+def _constants(model: Any) -> dict:
+    """Initializers and Constant-node values by name, as TensorProtos (converted only where read)."""
     values = {t.name: t for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value":
                     values[node.output[0]] = attr.t
-    return {name: numpy_helper.to_array(t) for name, t in values.items()}
+    return values
 
 
 def onnx_quantization(model: Union[bytes, Any], where: str = "model") -> Quantization:
@@ -91,12 +89,14 @@ def onnx_quantization(model: Union[bytes, Any], where: str = "model") -> Quantiz
     nodes = [n for n in model.graph.node if n.op_type in _Q_OPS]
     if not nodes:
         return Quantization()
-    consts = _constant_values(model)
+    from onnx import numpy_helper
+
+    consts = _constants(model)
     for n in nodes:
         zero_point = n.input[2] if len(n.input) > 2 and n.input[2] else None
         if zero_point is None or zero_point not in consts:
             continue  # absent: 0 (TensorRT reads it as signed INT8); computed: not checkable here
-        zp = consts[zero_point]
+        zp = numpy_helper.to_array(consts[zero_point])
         if zp.dtype == np.uint8:
             return Quantization(len(nodes), False, f"{n.op_type} {n.name!r} quantizes to uint8 (ONNX Runtime's CPU "
                                                    "format); TensorRT runs signed INT8 Q/DQ only")
