@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from ..errors import ModelFormatError, SpecError
+from ..formats.detect import parse_onnx
 from ._common import CLIError, _input_size, check_new_file
 
 HELP = "convert models: .etlt -> .onnx, .onnx -> .etlt, .etlt/.onnx -> TensorRT .engine"
@@ -86,39 +87,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _load_onnx(args: argparse.Namespace, fmt: Any) -> bytes:
-    """The input as ONNX bytes (an .etlt is decrypted in memory)."""
+def _load_onnx(args: argparse.Namespace, fmt: Any) -> Tuple[bytes, Any]:
+    """The input as ONNX bytes (an .etlt is decrypted in memory) and the model for :func:`parse_onnx`:
+    the parsed ModelProto of an ONNX file, the bytes of an .etlt payload (read_etlt validated them;
+    they are parsed only where a conversion reads the graph)."""
     from ..formats import ModelFormat
 
     if fmt is ModelFormat.ETLT:
         from ..formats.etlt import read_etlt
 
-        return read_etlt(args.input, args.key).onnx_bytes()
+        onnx_bytes = read_etlt(args.input, args.key).onnx_bytes()
+        return onnx_bytes, onnx_bytes
     if fmt is ModelFormat.ONNX:
         onnx_bytes = Path(args.input).read_bytes()
-        _parse_onnx(onnx_bytes, args.input)  # a truncated file is refused here, not packed or built
-        return onnx_bytes
+        # A truncated file is refused here, not packed or built; the conversions read this parse.
+        return onnx_bytes, parse_onnx(onnx_bytes, args.input)
     if fmt is ModelFormat.ENGINE:
         raise CLIError(f"{args.input}: already a TensorRT engine; convert the .onnx or .etlt it was built from")
     raise ModelFormatError(f"{args.input}: not an ONNX or TAO .etlt model")
 
 
-def _parse_onnx(onnx_bytes: bytes, where: str) -> Any:
-    """The ``onnx.ModelProto`` of ``onnx_bytes``.
-
-    Raises:
-        ModelFormatError: the bytes are not a parsable ONNX model (``where`` names the file).
-    """
-    import onnx
-
-    try:
-        return onnx.load_from_string(onnx_bytes)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ModelFormatError(f"{where}: not a valid ONNX model ({e}): truncated or corrupt file") from None
-
-
-def onnx_model_info(onnx_bytes: bytes, where: str = "model") -> Any:
-    """A :class:`~edgepose.spec.ModelInfo` read from an ONNX graph (no runtime needed).
+def onnx_model_info(onnx_model: Any, where: str = "model") -> Any:
+    """A :class:`~edgepose.spec.ModelInfo` read from an ONNX graph (bytes or ModelProto; no runtime needed).
 
     Raises:
         ModelFormatError: the bytes are not a parsable ONNX model (``where`` names the file).
@@ -126,7 +116,7 @@ def onnx_model_info(onnx_bytes: bytes, where: str = "model") -> Any:
     from ..backends.base import TensorSpec
     from ..spec import ModelInfo
 
-    model = _parse_onnx(onnx_bytes, where)
+    model = parse_onnx(onnx_model, where)
     init = {t.name for t in model.graph.initializer}
 
     def specs(values: Any) -> List[TensorSpec]:
@@ -144,7 +134,7 @@ def onnx_model_info(onnx_bytes: bytes, where: str = "model") -> Any:
                      {p.key: p.value for p in model.metadata_props})
 
 
-def _engine(args: argparse.Namespace, onnx_bytes: bytes, out: Path) -> Dict[str, Any]:
+def _engine(args: argparse.Namespace, onnx_bytes: bytes, model: Any, out: Path) -> Dict[str, Any]:
     from ..formats.engine import BuildOptions, profile_from_batch, write_engine
     from ..spec import spec_for
 
@@ -154,7 +144,8 @@ def _engine(args: argparse.Namespace, onnx_bytes: bytes, out: Path) -> Dict[str,
 
         read_calibration_cache(args.calib)  # malformed caches fail here, before any TensorRT work
         calib = str(args.calib)
-    info = onnx_model_info(onnx_bytes, str(args.input))
+    model = parse_onnx(model, str(args.input))
+    info = onnx_model_info(model, str(args.input))
     overrides: Dict[str, Any] = {}
     if isinstance(args.input_size, tuple):
         overrides["input_size"] = args.input_size
@@ -180,7 +171,7 @@ def _engine(args: argparse.Namespace, onnx_bytes: bytes, out: Path) -> Dict[str,
 
     # The model-only rules (a Q/DQ model TensorRT cannot run, int8 with neither cache nor Q/DQ) fail
     # here, on any machine, before TensorRT is needed.
-    check_build(options.precision, calib, onnx_quantization(onnx_bytes, str(args.input)), str(args.input))
+    check_build(options.precision, calib, onnx_quantization(model, str(args.input)), str(args.input))
     from ..backends import REGISTRY
 
     why = REGISTRY["tensorrt"].reason()
@@ -228,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         if engine_only:
             raise CLIError(f"{', '.join(engine_only)}: only used when building an engine (-o *.engine)")
     fmt = detect_format(src)
-    onnx_bytes = _load_onnx(args, fmt)
+    onnx_bytes, model = _load_onnx(args, fmt)
     if suffix == ".onnx":
         if fmt.value == "onnx" and args.precision is None:
             raise CLIError(f"{src} is already ONNX; nothing to convert (-t fp16 converts it to FP16)")
@@ -236,9 +227,10 @@ def run(args: argparse.Namespace) -> int:
         if args.precision == "fp16":
             from ..formats.precision import onnx_quantization, to_fp16
 
-            if onnx_quantization(onnx_bytes, str(src)).quantized:
+            model = parse_onnx(model, str(src))
+            if onnx_quantization(model, str(src)).quantized:
                 raise CLIError(f"{src} is quantized (Q/DQ nodes): convert the FP32 model to FP16 instead")
-            onnx_bytes, what = to_fp16(onnx_bytes, str(src)), "ONNX, FP16 with FP32 inputs and outputs"
+            onnx_bytes, what = to_fp16(model, str(src)), "ONNX, FP16 with FP32 inputs and outputs"
         out.write_bytes(onnx_bytes)  # asked for: the user wants the plaintext model on disk
         print(f"edgepose convert: wrote {out} ({len(onnx_bytes)} bytes, {what})")
     elif suffix == ".etlt":
@@ -247,6 +239,6 @@ def run(args: argparse.Namespace) -> int:
         write_etlt(out, onnx_bytes, args.key)
         print(f"edgepose convert: wrote {out} (TAO .etlt, ONNX payload)")
     else:
-        done = _engine(args, onnx_bytes, out)
+        done = _engine(args, onnx_bytes, model, out)
         print(f"edgepose convert: wrote {done['engine']} ({done['bytes']} bytes) and {done['sidecar']}")
     return 0

@@ -13,7 +13,8 @@ from typing import Union
 
 from ..errors import BackendUnavailable, ModelFormatError
 
-__all__ = ["ModelFormat", "ModelSource", "detect_format", "read_head", "source_name", "require_onnx"]
+__all__ = ["ModelFormat", "ModelSource", "detect_format", "parse_onnx", "read_head", "source_name",
+           "require_onnx"]
 
 ModelSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 """A model given as a path or as the model file's bytes."""
@@ -137,6 +138,22 @@ def detect_format(model: ModelSource) -> ModelFormat:
     if not isinstance(model, (bytes, bytearray, memoryview)) and Path(model).suffix.lower() == ".etlt":
         return ModelFormat.ETLT
     return ModelFormat.UNKNOWN
+
+
+def parse_onnx(model: object, where: str = "model") -> object:
+    """The ``onnx.ModelProto`` of ONNX bytes (a ModelProto is returned as it is).
+
+    Raises:
+        ModelFormatError: the bytes are not a parsable ONNX model (``where`` names the file).
+    """
+    if not isinstance(model, (bytes, bytearray, memoryview)):
+        return model
+    import onnx
+
+    try:
+        return onnx.load_from_string(bytes(model))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ModelFormatError(f"{where}: not a valid ONNX model ({e}): truncated or corrupt file") from None
 
 
 def require_onnx(model: ModelSource, backend: str) -> None:

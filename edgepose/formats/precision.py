@@ -37,6 +37,7 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import BackendUnavailable, ModelFormatError
+from .detect import parse_onnx
 
 __all__ = ["BuildPlan", "Quantization", "check_build", "is_fp16", "onnx_quantization", "plan_build", "to_fp16"]
 
@@ -79,13 +80,7 @@ def onnx_quantization(model: Union[bytes, Any], where: str = "model") -> Quantiz
     Raises:
         ModelFormatError: the bytes are not a parsable ONNX model (``where`` names it).
     """
-    import onnx
-
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        try:
-            model = onnx.load_from_string(bytes(model))
-        except Exception as e:  # protobuf's DecodeError and friends
-            raise ModelFormatError(f"{where}: not a valid ONNX model ({e})") from None
+    model = parse_onnx(model, where)
     nodes = [n for n in model.graph.node if n.op_type in _Q_OPS]
     if not nodes:
         return Quantization()
@@ -167,10 +162,10 @@ def plan_build(precision: str, calibration_cache: Optional[str], quant: Quantiza
     return BuildPlan(strongly_typed=True, convert_fp16=precision == "fp16")
 
 
-def to_fp16(onnx_bytes: bytes, where: str = "model") -> bytes:
-    """The model with FP16 weights and activations, inputs and outputs kept FP32 (what TensorRT 11's
-    strongly typed builder needs for an FP16 engine; ONNX Runtime runs it too). A model that is
-    already FP16 (:func:`is_fp16`) comes back unchanged.
+def to_fp16(onnx_model: Union[bytes, Any], where: str = "model") -> bytes:
+    """The model (ONNX bytes or ModelProto) with FP16 weights and activations, inputs and outputs
+    kept FP32 (what TensorRT 11's strongly typed builder needs for an FP16 engine; ONNX Runtime runs
+    it too). A model that is already FP16 (:func:`is_fp16`) comes back unchanged.
 
     Uses ``onnxconverter-common`` (``pip install onnxconverter-common``; in ``edgepose[trt]``), which
     keeps operators without FP16 kernels in FP32. Weights below FP16's smallest normal value are
@@ -180,19 +175,16 @@ def to_fp16(onnx_bytes: bytes, where: str = "model") -> bytes:
         BackendUnavailable: onnxconverter-common is not installed.
         ModelFormatError: the bytes are not a parsable ONNX model.
     """
-    import onnx
-
     try:
         from onnxconverter_common import float16
     except ImportError:
         raise BackendUnavailable("converting a model to FP16 needs onnxconverter-common: pip install "
                                  "onnxconverter-common (or 'edgepose[trt]')") from None
-    try:
-        model = onnx.load_from_string(bytes(onnx_bytes))
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ModelFormatError(f"{where}: not a valid ONNX model ({e})") from None
+    model = parse_onnx(onnx_model, where)
     if is_fp16(model):
-        return bytes(onnx_bytes)  # converting twice would add a second layer of casts
+        # Converting twice would add a second layer of casts.
+        return bytes(onnx_model) if isinstance(onnx_model, (bytes, bytearray, memoryview)) \
+            else model.SerializeToString()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "the float32 number 1e-12 will be truncated to 1e-07"
         converted = float16.convert_float_to_float16(model, keep_io_types=True)
