@@ -66,13 +66,29 @@ def test_calibration_cache_parse_write_round_trip() -> None:
     assert CalibrationCache.parse(cache.to_bytes()) == cache
 
 
+# NV_TENSORRT_VERSION as NvInferVersion.h defines it, the number in a cache header: TensorRT 8.x
+# major*1000 + minor*100 + patch (TAO's 8.6.1 caches start "TRT-8601-"), TensorRT 10 and later
+# NV_TENSORRT_VERSION_INT = major*10000 + minor*100 + patch (real 10.3 caches start "TRT-100300-").
+@pytest.mark.parametrize("version, code", [
+    ("8.6.1", 8601), ("8.6.1.6", 8601), ("8.5.3", 8503), ("10.3.0", 100300), ("10.3.0.26", 100300),
+    ("10.10.0", 101000), ("10.14.1", 101401), ("11.0.0", 110000),
+])
+def test_trt_version_code_is_nv_tensorrt_version(version: str, code: int) -> None:
+    assert trt_version_code(version) == code
+
+
+@pytest.mark.parametrize("version", ["10", "x.y", "8.10.0", "10.100.0", "10.3.100"])
+def test_trt_version_code_refuses_what_has_no_code(version: str) -> None:
+    with pytest.raises(ValueError, match="TensorRT version"):
+        trt_version_code(version)
+
+
 def test_calibration_cache_header_rewrite_warns(tmp_path: Path) -> None:
     cache = CalibrationCache.parse(CAL)
-    assert trt_version_code("10.3.0") == 10300 and trt_version_code("8.6.1.6") == 8601
     with pytest.warns(CalibrationCacheWarning, match="TRT-8601-EntropyCalibration2 rewritten to "
-                                                     "TRT-10300-EntropyCalibration2"):
+                                                     "TRT-100300-EntropyCalibration2"):
         new = for_tensorrt(cache, "10.3.0")
-    assert new.header == "TRT-10300-EntropyCalibration2" and new.scales == cache.scales
+    assert new.header == "TRT-100300-EntropyCalibration2" and new.scales == cache.scales
     assert for_tensorrt(new, "10.3.0") is new  # already right: no warning (warnings are errors here)
     path = tmp_path / "cal.bin"
     path.write_text(new.to_text())

@@ -41,7 +41,7 @@ def calibrated(tmp_path_factory):
 
 def test_cache_is_tensorrt_text_format(calibrated):
     lines = calibrated.cache.read_text(encoding="ascii").splitlines()
-    assert lines[0] == "TRT-10300-EntropyCalibration2"
+    assert lines[0] == "TRT-100300-EntropyCalibration2"  # TensorRT 10.3's own header
     names = []
     for line in lines[1:]:
         name, value = line.rsplit(": ", 1)
@@ -53,7 +53,7 @@ def test_cache_is_tensorrt_text_format(calibrated):
     # The network's own tensor names: the graph input and both outputs among them.
     assert {"image", "heatmap", "paf"} <= set(names)
     parsed = read_calibration_cache(calibrated.cache)  # the one parser edgepose convert uses too
-    assert (parsed.version, parsed.algorithm) == (10300, "EntropyCalibration2")
+    assert (parsed.version, parsed.algorithm) == (100300, "EntropyCalibration2")
     assert list(parsed.scales) == names
     # The input is raw 0..255 BGR: its range must reach the pixel values seen.
     assert 100 < parsed.scales["image"] * 127 <= 255.5

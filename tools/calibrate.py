@@ -554,15 +554,12 @@ def quantize_bias_corrected(model: PathLike, out: PathLike, ranges, images: Sequ
 # One parser for the format: edgepose.formats.calib (what `edgepose convert --calib` and the TensorRT
 # backend read). Read a cache written here with edgepose.formats.calib.read_calibration_cache.
 def _trt_version_number(version: Union[str, int]) -> int:
-    if isinstance(version, int) and not isinstance(version, bool):
-        return version
-    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+))?(?:\.\d+)?", str(version).strip())
-    if not m:
-        raise InputError(f"trt_version: expected MAJOR.MINOR[.PATCH] such as 8.6.1, got {version!r}")
-    major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-    if minor > 9 or patch > 99:
-        raise InputError(f"trt_version: {version!r} does not fit TensorRT's major*1000+minor*100+patch number")
-    return major * 1000 + minor * 100 + patch
+    from edgepose.formats.engine import trt_version_code
+
+    try:
+        return trt_version_code(version)
+    except ValueError as e:
+        raise InputError(f"trt_version: {e}") from None
 
 
 def write_trt_cache(scales: Mapping[str, float], path: PathLike, trt_version: Union[str, int] = DEFAULT_TRT_VERSION

@@ -2,7 +2,7 @@
 
 ::
 
-    TRT-<major*1000 + minor*100 + patch>-EntropyCalibration2
+    TRT-<TensorRT version number: 8601 for 8.6.1, 100300 for 10.3.0>-EntropyCalibration2
     <tensor name>: <float32 scale as its IEEE-754 bit pattern in hex, no 0x>
     ...
 
@@ -57,7 +57,8 @@ class CalibrationCache:
     """A parsed calibration cache.
 
     Attributes:
-        version: the TensorRT version code in the header (e.g. 8601 for 8.6.1, 10300 for 10.3.0).
+        version: the TensorRT version code in the header (e.g. 8601 for 8.6.1, 100300 for 10.3.0; see
+            :func:`edgepose.formats.engine.trt_version_code`).
         algorithm: the calibrator, e.g. ``EntropyCalibration2``.
         scales: tensor name -> float32 scale, in file order.
     """

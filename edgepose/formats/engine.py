@@ -289,10 +289,28 @@ def write_engine(path: PathLike, plan: bytes, spec: Optional[Mapping[str, Any]],
     return side
 
 
-def trt_version_code(version: str) -> int:
-    """``"10.3.0"`` -> 10300 (major * 1000 + minor * 100 + patch, as calibration-cache headers spell it)."""
-    m = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", str(version))
+def trt_version_code(version: Union[str, int]) -> int:
+    """TensorRT's version number ``NV_TENSORRT_VERSION``, as calibration-cache headers spell it.
+
+    NvInferVersion.h defines it as ``major * 1000 + minor * 100 + patch`` up to TensorRT 9 (8.6.1 ->
+    8601, so TAO's caches start ``TRT-8601-``) and, from TensorRT 10 on, as
+    ``NV_TENSORRT_VERSION_INT = major * 10000 + minor * 100 + patch`` (10.3.0 -> 100300, 10.10.0 ->
+    101000, 11.0.0 -> 110000). ``version`` is ``MAJOR.MINOR[.PATCH[.BUILD]]``; an int is taken as a
+    code already. The one place edgepose and tools/calibrate compute it.
+
+    Raises:
+        ValueError: not a version, or a minor / patch that the number cannot hold.
+    """
+    if isinstance(version, int) and not isinstance(version, bool):
+        if version < 1:
+            raise ValueError(f"TensorRT version: a version code is a positive int, got {version}")
+        return version
+    m = re.fullmatch(r"(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:\.\d+)?", str(version).strip())
     if not m:
-        raise ValueError(f"TensorRT version: expected MAJOR.MINOR[.PATCH], got {version!r}")
+        raise ValueError(f"TensorRT version: expected MAJOR.MINOR[.PATCH] such as 10.3.0, got {version!r}")
     major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-    return major * 1000 + minor * 100 + patch
+    old = major < 10
+    if minor > (9 if old else 99) or patch > 99:
+        raise ValueError(f"TensorRT version {version!r}: minor/patch too large for TensorRT's "
+                         f"{'major*1000' if old else 'major*10000'} + minor*100 + patch version number")
+    return major * (1000 if old else 10000) + minor * 100 + patch
