@@ -34,7 +34,10 @@ from .engine import trt_version_code
 __all__ = ["CalibrationCache", "CalibrationCacheWarning", "ALGORITHMS", "for_tensorrt", "read_calibration_cache"]
 
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
-_HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
+# A version number of at most 9 digits and a calibrator name of at most 64 characters (TensorRT's own
+# are 4-6 digits and ALGORITHMS); anything longer is damage, not a cache.
+_HEADER = re.compile(r"^TRT-(\d{1,9})-(\w{1,64})$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")  # no sign, no 0x, no underscores (which int(text, 16) would take)
 
 
 class CalibrationCacheWarning(UserWarning):
@@ -42,6 +45,8 @@ class CalibrationCacheWarning(UserWarning):
 
 
 def _scale_from_hex(text: str) -> float:
+    if not _HEX.match(text):
+        raise ValueError(f"{text[:20]!r} is not a hex float32 bit pattern")
     bits = int(text, 16)
     if bits > 0xFFFFFFFF:
         raise ValueError(f"{text!r} is wider than a float32 bit pattern")

@@ -127,12 +127,23 @@ def _crypto():
     return hashes, Cipher, algorithms, modes, PBKDF2HMAC
 
 
+def _check_key(key: object) -> str:
+    """``key`` itself, or a DecryptionError (a ValueError) for an empty or non-string key."""
+    if not isinstance(key, str) or not key:
+        what = "the key is empty" if key == "" else f"expected a string, got {type(key).__name__}"
+        raise DecryptionError(f"key: {what}; pass the model's key (NGC's models: {DEFAULT_KEY}), or leave --key / "
+                              "key= out to use $EDGEPOSE_KEY, $TAO_KEY or the default")
+    return key
+
+
 def resolve_key(key: Optional[str] = None) -> str:
-    """``key`` if given, else ``$EDGEPOSE_KEY``, else ``$TAO_KEY``, else :data:`DEFAULT_KEY`."""
+    """``key`` if given, else ``$EDGEPOSE_KEY``, else ``$TAO_KEY``, else :data:`DEFAULT_KEY`.
+
+    Raises:
+        DecryptionError: ``key`` is empty or not a string.
+    """
     if key is not None:
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"key: expected a non-empty string, got {key!r}")
-        return key
+        return _check_key(key)
     for var in KEY_ENV_VARS:
         value = os.environ.get(var)
         if value:
@@ -142,8 +153,7 @@ def resolve_key(key: Optional[str] = None) -> str:
 
 def derive_key(key: str) -> bytes:
     """The 32-byte AES key PBKDF2 stretches from the key string ``key``."""
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"key: expected a non-empty string, got {key!r}")
+    _check_key(key)
     hashes, _, _, _, PBKDF2HMAC = _crypto()
     kdf = PBKDF2HMAC(algorithm=getattr(hashes, CIPHER.kdf_hash.upper())(), length=CIPHER.key_size,
                      salt=CIPHER.salt, iterations=CIPHER.iterations)
