@@ -29,3 +29,13 @@ class SpecError(EdgePoseError, ValueError):
 
 class InputError(EdgePoseError, ValueError):
     """An input (image, frame, array) cannot be used as given."""
+
+
+class ModelOutputError(EdgePoseError, ValueError):
+    """A model's outputs for a frame cannot be decoded (NaN or inf: a bad weight, an FP16 overflow).
+
+    ``frame`` is the frame's index in the call and ``reason`` the message without it (None when unset).
+    """
+
+    frame = None
+    reason = None

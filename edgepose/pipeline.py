@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from .config import DecoderConfig
-from .errors import InputError
+from .errors import InputError, ModelOutputError
 from .formats.detect import ModelSource, read_head
 from .preprocess import FrameInput, Transform, as_frames, preprocess, transform_for
 from .results import Poses
@@ -118,6 +118,19 @@ def _device_frames(frames: Any) -> Tuple[List[Any], List[Tuple[int, int]]]:
             raise InputError(f"frames[{i}]: empty frame of shape {da.shape}")
         sizes.append((int(da.shape[0]), int(da.shape[1])))
     return frames, sizes
+
+
+def _raise_if_not_finite(heat: np.ndarray, paf: np.ndarray, indices: List[int], spec: ModelSpec) -> None:
+    """Raise :class:`ModelOutputError` naming the first frame whose maps hold NaN or inf (the decoder
+    refuses them with a plain ValueError); return when every map is finite."""
+    for row, index in enumerate(indices):
+        for what, maps, name in (("heatmap", heat, spec.heatmap_output), ("PAF", paf, spec.paf_output)):
+            if not np.isfinite(maps[row]).all():
+                reason = (f"the model's {what} output {name!r} holds NaN or inf values, which cannot be decoded "
+                          "(a damaged weight, or an FP16 overflow: try the FP32 model or engine)")
+                error = ModelOutputError(f"frames[{index}]: {reason}")
+                error.frame, error.reason = index, reason
+                raise error
 
 
 class _StageTimer:
@@ -349,7 +362,11 @@ class EdgePose:
             heat, paf, transforms = self._maps([frames[i] for i in indices], [sizes[i] for i in indices], on_device,
                                                timer)
             with timer.stage("decode"):
-                poses = self._decode(heat, paf, transforms)
+                try:
+                    poses = self._decode(heat, paf, transforms)
+                except ValueError:
+                    _raise_if_not_finite(heat, paf, indices, self._spec)
+                    raise
             for i, p in zip(indices, poses):
                 results[i] = p
         self.last_timings = timer.done()

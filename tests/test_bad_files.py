@@ -6,11 +6,15 @@ multiplied by inf, a metadata string that is not UTF-8)."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
-from conftest import MODELS, need
+from conftest import COCO_MINI, MODELS, need
 
 pytest.importorskip("cryptography")
 pytest.importorskip("onnx")
@@ -21,6 +25,46 @@ from edgepose.formats.calib import CalibrationCache  # noqa: E402
 from edgepose.formats.etlt import derive_key, pack_etlt, read_etlt, resolve_key  # noqa: E402
 
 SMALL = MODELS / "tfpose_mobilenet_v2_small.onnx"
+PEOPLE = ("000000000790.jpg", "000000030752.jpg")  # coco_mini images with people
+
+
+def _poisoned(path: Path) -> Path:
+    """v2_small with its heatmap multiplied by inf on black frames (max input < 0.5): a model that
+    overflows on some inputs only, as an FP16 model can. Other frames give the model's own maps."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(need(SMALL)))
+    for node in model.graph.node:
+        node.output[:] = ["heatmap_raw" if o == "heatmap" else o for o in node.output]
+    model.graph.node.extend([
+        helper.make_node("ReduceMax", ["image"], ["image_max"], keepdims=0),
+        helper.make_node("Less", ["image_max", "half"], ["black"]),
+        helper.make_node("Where", ["black", "inf", "one"], ["gain"]),
+        helper.make_node("Mul", ["heatmap_raw", "gain"], ["heatmap"]),
+    ])
+    model.graph.initializer.extend([helper.make_tensor(n, TensorProto.FLOAT, [], [v])
+                                    for n, v in (("half", 0.5), ("inf", float("inf")), ("one", 1.0))])
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _poisoned(tmp_path_factory.mktemp("poisoned") / "poisoned.onnx")
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path: Path) -> Path:
+    """Two real images, a black one (non-finite maps from the poisoned model) and a 1x4000 strip
+    (too wide for any input at height 368)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in PEOPLE:
+        shutil.copy(need(COCO_MINI / "images" / name), src / name)
+    cv2.imwrite(str(src / "black.png"), np.zeros((240, 320, 3), np.uint8))
+    cv2.imwrite(str(src / "strip.png"), np.full((1, 4000, 3), 128, np.uint8))
+    return src
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +118,62 @@ def test_calibration_cache_in_convert_is_one_line(tmp_path: Path, capsys: pytest
         line = _error(capsys, main(["convert", str(need(SMALL)), "-o", str(tmp_path / "m.engine"), "-t", "int8",
                                     "--calib", str(bad), "--input-size", "368x432"]))
         assert re.search(r"cal\.bin: line [12]", line), line
+
+
+# -- frames that cannot be inferred --------------------------------------------------------------
+
+def test_non_finite_model_output_is_an_edgepose_error(poisoned: Path) -> None:
+    from edgepose import EdgePose
+    from edgepose.errors import ModelOutputError
+
+    with EdgePose(str(poisoned)) as model:
+        image = cv2.imread(str(need(COCO_MINI / "images" / PEOPLE[0])))
+        assert len(model.infer(image)) >= 1  # the model's own maps on a real frame
+        with pytest.raises(ModelOutputError, match=r"frames\[1\]: the model's heatmap output .*NaN or inf"):
+            model.infer_batch([image, np.zeros((240, 320, 3), np.uint8)])
+        assert len(model.infer(image)) >= 1  # the model is still usable
+
+
+def test_infer_folder_skips_frames_that_cannot_be_inferred(poisoned: Path, mixed_folder: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    js, out = tmp_path / "poses.jsonl", tmp_path / "out"
+    code = main(["infer", str(mixed_folder), "--model", str(poisoned), "--json", str(js), "--out", str(out),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    skipped = [ln for ln in err.splitlines() if "skipped" in ln and ":" in ln]
+    assert any("black.png" in ln and "NaN or inf" in ln for ln in skipped), err
+    assert any("strip.png" in ln and "would need an input" in ln for ln in skipped), err
+    assert "2 frames" in err and "2 skipped" in err, err
+    records = [json.loads(line) for line in js.read_text().splitlines()]
+    assert sorted(Path(r["source"]).name for r in records) == sorted(PEOPLE)
+    assert sorted(p.name for p in out.iterdir()) == sorted(PEOPLE)
+
+
+def test_infer_one_image_that_cannot_be_inferred_is_one_line(poisoned: Path, mixed_folder: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    for name, words in (("black.png", "NaN or inf"), ("strip.png", "would need an input")):
+        line = _error(capsys, main(["infer", str(mixed_folder / name), "--model", str(poisoned),
+                                    "--json", str(tmp_path / f"{name}.jsonl")]))
+        assert name in line and words in line, line
+
+
+def test_eval_skips_frames_that_cannot_be_inferred(poisoned: Path, mixed_folder: Path, tmp_path: Path,
+                                                  coco_annotations: dict, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("pycocotools")
+    keep = [im for im in coco_annotations["images"] if im["file_name"] in PEOPLE]
+    ids = {im["id"] for im in keep}
+    extra = [{"id": 9_000_001, "file_name": "black.png", "width": 320, "height": 240},
+             {"id": 9_000_002, "file_name": "strip.png", "width": 4000, "height": 1}]
+    ann = dict(coco_annotations, images=keep + extra,
+               annotations=[a for a in coco_annotations["annotations"] if a["image_id"] in ids])
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(ann))
+    code = main(["eval", "--model", str(poisoned), "--images", str(mixed_folder), "--annotations", str(path),
+                 "--no-progress", "--json", str(tmp_path / "m.json")])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    assert "black.png" in captured.err and "strip.png" in captured.err
+    assert "2 images" in captured.err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["AP"] > 0  # the two real images were scored

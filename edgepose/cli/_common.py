@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import IO, Any, List, Optional, Tuple, Union
 
-from ..errors import EdgePoseError, InputError
+from ..errors import EdgePoseError, InputError, ModelOutputError
 
 __all__ = [
     "CLIError",
+    "FRAME_ERRORS",
+    "frame_problem",
     "IMAGE_EXTENSIONS",
     "add_model_options",
     "open_model",
@@ -34,6 +36,16 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 class CLIError(EdgePoseError):
     """A mistake in the command line (a missing file, an output that exists, ...)."""
+
+
+FRAME_ERRORS = (InputError, ModelOutputError)
+"""What ``model.infer`` raises for one frame that cannot be inferred (too wide for any input, NaN or inf
+maps): the CLI skips and reports that frame and goes on."""
+
+
+def frame_problem(error: BaseException) -> str:
+    """The problem of one frame, without the API's ``frames[i]:`` prefix (the CLI names the file)."""
+    return one_line(getattr(error, "reason", None) or error)
 
 
 def positive_int(text: str) -> int:

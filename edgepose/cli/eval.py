@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from ..errors import InputError
-from ._common import CLIError, Reporter, add_model_options, check_new_file, open_model, positive_int, read_image
+from ._common import (
+    FRAME_ERRORS,
+    CLIError,
+    Reporter,
+    add_model_options,
+    check_new_file,
+    frame_problem,
+    open_model,
+    positive_int,
+    read_image,
+)
 
 HELP = "COCO keypoint AP of a model on annotated images"
 
@@ -67,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
                     report.message(f"skipped: {e}")
                     report.advance()
                     continue
-                poses = model.infer(frame)
+                try:
+                    poses = model.infer(frame)
+                except FRAME_ERRORS as e:  # too wide, NaN maps: left out of the scored set like an unreadable image
+                    report.message(f"skipped: {args.images / im['file_name']}: {frame_problem(e)}")
+                    report.advance()
+                    continue
                 inference_ms += float(model.last_timings.get("total", 0.0))
                 results += coco.poses_to_results(poses, im["id"])
                 evaluated.append(im["id"])

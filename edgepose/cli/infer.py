@@ -23,11 +23,13 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import InputError
 from ._common import (
+    FRAME_ERRORS,
     IMAGE_EXTENSIONS,
     CLIError,
     Reporter,
     add_model_options,
     check_new_file,
+    frame_problem,
     list_images,
     open_model,
     read_image,
@@ -331,7 +333,16 @@ def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> 
                         skipped += 1
                         report.advance()
                         continue
-                    poses = model.infer(frame.image)
+                    try:
+                        poses = model.infer(frame.image)
+                    except FRAME_ERRORS as e:  # this frame only (too wide, NaN maps): report, go on
+                        where = frame.name if kind != "video" else f"{frame.name}: frame {frame.index}"
+                        if kind == "image":
+                            raise CLIError(f"{where}: {frame_problem(e)}") from None
+                        report.message(f"skipped: {where}: {frame_problem(e)}")
+                        skipped += 1
+                        report.advance()
+                        continue
                     frames += 1
                     persons += len(poses)
                     if json_file is not None:
