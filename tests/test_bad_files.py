@@ -177,3 +177,70 @@ def test_eval_skips_frames_that_cannot_be_inferred(poisoned: Path, mixed_folder:
     assert "2 images" in captured.err
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["AP"] > 0  # the two real images were scored
+
+
+# -- damaged model files -------------------------------------------------------------------------
+
+def _with_metadata(path: Path, key: str, raw_value: bytes) -> Path:
+    """v2_small with a metadata entry whose value is ``raw_value`` byte for byte (may be invalid UTF-8,
+    which onnx's API would not write)."""
+    import onnx
+
+    model = onnx.load(str(need(SMALL)))
+    marker = "M" * len(raw_value)
+    model.metadata_props.add(key=key, value=marker)
+    path.write_bytes(model.SerializeToString().replace(marker.encode(), raw_value))
+    return path
+
+
+def test_metadata_that_is_not_utf8_is_tolerated(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgepose import EdgePose
+    from edgepose.cli.convert import onnx_model_info
+
+    bad = _with_metadata(tmp_path / "badmeta.onnx", "note", b"\xff\xfe\xfd note \xc3\x28\x80")
+    with EdgePose(str(bad)) as model, EdgePose(str(need(SMALL))) as plain:
+        same = {"name": "x", "keypoint_offset": (0.0, 0.0)}  # both follow the file name
+        assert model.spec.replace(**same) == plain.spec.replace(**same)
+        assert "\ufffd note" in model.backend.metadata["note"]
+    info = onnx_model_info(bad.read_bytes(), str(bad))
+    assert all(isinstance(v, str) for v in info.metadata.values()) and "\ufffd" in info.metadata["note"]
+    assert main(["info", str(bad), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["input_layout"] == "NHWC"
+
+
+def test_spec_metadata_that_is_not_utf8_is_a_spec_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = _with_metadata(tmp_path / "badspec.onnx", "edgepose_spec", b'{"paf_stride": \xff8}')
+    line = _error(capsys, main(["info", str(bad)]))
+    assert "edgepose_spec" in line and "not valid JSON" in line, line
+
+
+def _damaged_payloads() -> dict:
+    """v2_small's graph damaged as bit flips inside an .etlt payload damage it: the protobuf still
+    parses, but a node reads a tensor nothing makes, or an attribute holds a value no runtime knows."""
+    import onnx
+
+    out = {}
+    model = onnx.load(str(need(SMALL)))
+    model.graph.node[5].input[0] = "MobilenetV2/expanded_Conv_1/nowhere"
+    out["dangling input"] = model.SerializeToString()
+    model = onnx.load(str(need(SMALL)))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.attribute.append(onnx.helper.make_attribute("auto_pad", "SAME_UPPEX"))
+    out["unknown attribute value"] = model.SerializeToString()
+    return out
+
+
+@pytest.mark.parametrize("damage", ["dangling input", "unknown attribute value"])
+def test_convert_of_a_damaged_etlt_writes_nothing(damage: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    etlt = tmp_path / "m.etlt"
+    etlt.write_bytes(pack_etlt(_damaged_payloads()[damage], "k"))
+    out = tmp_path / "m.onnx"
+    line = _error(capsys, main(["convert", str(etlt), "-o", str(out), "--key", "k"]))
+    assert "m.etlt" in line and "not a loadable ONNX model" in line, line
+    assert not out.exists()
+    # The same damage in a plain ONNX is refused before an .etlt is packed from it.
+    onnx_in = tmp_path / "in.onnx"
+    onnx_in.write_bytes(_damaged_payloads()[damage])
+    line = _error(capsys, main(["convert", str(onnx_in), "-o", str(tmp_path / "p.etlt"), "--key", "k"]))
+    assert "in.onnx" in line and "not a loadable ONNX model" in line, line
+    assert not (tmp_path / "p.etlt").exists()

@@ -137,7 +137,12 @@ class OnnxRuntimeBackend(BackendBase):
             )
         self._inputs = [self._spec(t) for t in self._session.get_inputs()]
         self._outputs = [self._spec(t) for t in self._session.get_outputs()]
-        self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        try:
+            self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError:  # a metadata string that is not UTF-8: read it with replacement characters
+            from ..formats.detect import onnx_metadata
+
+            self._metadata = onnx_metadata(data, self._source)
 
     @staticmethod
     def _spec(t: Any) -> TensorSpec:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from ..errors import ModelFormatError, SpecError
-from ..formats.detect import parse_onnx
+from ..formats.detect import check_onnx_loadable, onnx_metadata, parse_onnx
 from ._common import CLIError, _input_size, check_new_file
 
 HELP = "convert models: .etlt -> .onnx, .onnx -> .etlt, .etlt/.onnx -> TensorRT .engine"
@@ -130,8 +130,7 @@ def onnx_model_info(onnx_model: Any, where: str = "model") -> Any:
             out.append(TensorSpec(v.name, shape))
         return out
 
-    return ModelInfo(specs(model.graph.input), specs(model.graph.output),
-                     {p.key: p.value for p in model.metadata_props})
+    return ModelInfo(specs(model.graph.input), specs(model.graph.output), onnx_metadata(model, where))
 
 
 def _engine(args: argparse.Namespace, onnx_bytes: bytes, model: Any, out: Path) -> Dict[str, Any]:
@@ -231,11 +230,13 @@ def run(args: argparse.Namespace) -> int:
             if onnx_quantization(model, str(src)).quantized:
                 raise CLIError(f"{src} is quantized (Q/DQ nodes): convert the FP32 model to FP16 instead")
             onnx_bytes, what = to_fp16(model, str(src)), "ONNX, FP16 with FP32 inputs and outputs"
+        check_onnx_loadable(onnx_bytes, str(src))  # a damaged payload is refused, not written
         out.write_bytes(onnx_bytes)  # asked for: the user wants the plaintext model on disk
         print(f"edgepose convert: wrote {out} ({len(onnx_bytes)} bytes, {what})")
     elif suffix == ".etlt":
         from ..formats.etlt import write_etlt
 
+        check_onnx_loadable(model, str(src))
         write_etlt(out, onnx_bytes, args.key)
         print(f"edgepose convert: wrote {out} (TAO .etlt, ONNX payload)")
     else:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Union
+from typing import Dict, Union
 
 from ..errors import BackendUnavailable, ModelFormatError
 
-__all__ = ["ModelFormat", "ModelSource", "detect_format", "parse_onnx", "read_head", "source_name",
-           "require_onnx"]
+__all__ = ["ModelFormat", "ModelSource", "check_onnx_loadable", "detect_format", "onnx_metadata", "parse_onnx",
+           "read_head", "source_name", "require_onnx"]
 
 ModelSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 """A model given as a path or as the model file's bytes."""
@@ -154,6 +154,67 @@ def parse_onnx(model: object, where: str = "model") -> object:
         return onnx.load_from_string(bytes(model))
     except Exception as e:  # protobuf's DecodeError and friends
         raise ModelFormatError(f"{where}: not a valid ONNX model ({e}): truncated or corrupt file") from None
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def onnx_metadata(model: object, where: str = "model") -> Dict[str, str]:
+    """The ``metadata_props`` of an ONNX model (path, bytes or ModelProto) as text.
+
+    ONNX stores them as protobuf strings, which a damaged or careless exporter may fill with bytes
+    that are not UTF-8 (protobuf then hands out ``bytes``, ONNX Runtime raises UnicodeDecodeError):
+    those are decoded with U+FFFD replacement characters, so a stray byte in a note does not make
+    the model unusable, while a damaged ``edgepose_spec`` fails as invalid JSON, naming the key.
+
+    Raises:
+        ModelFormatError: not a parsable ONNX model.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        read_head(model, 1)  # a missing or unreadable path is a ModelFormatError naming it
+        model = Path(model).read_bytes()
+    proto = parse_onnx(model, where)
+    return {_text(p.key): _text(p.value) for p in proto.metadata_props}  # type: ignore[attr-defined]
+
+
+def check_onnx_loadable(model: object, where: str = "model") -> None:
+    """Check that ONNX bytes (or a ModelProto) hold a model a runtime can load, before they are written.
+
+    Protobuf parses most damaged bytes (a bit flip in an .etlt payload, a truncated file) into some
+    model; this runs ONNX's checker and, when onnxruntime is installed, opens a CPU session, which
+    also refuses what the checker lets through (an attribute value no operator knows, shapes that
+    do not fit). Weights that changed but still fit are not detected here (see ``model_sha256``).
+
+    Raises:
+        ModelFormatError: naming ``where`` and the first problem found.
+    """
+    import contextlib
+    import io
+
+    import onnx
+
+    proto = parse_onnx(model, where)
+    try:
+        onnx.checker.check_model(proto)  # type: ignore[arg-type]
+    except Exception as e:  # ValidationError, and UnicodeDecodeError for damaged strings
+        raise ModelFormatError(f"{where}: not a loadable ONNX model ({str(e).splitlines()[0][:200]}): a corrupt "
+                               "file, or for an .etlt a wrong key") from None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    data = model if isinstance(model, (bytes, bytearray, memoryview)) else proto.SerializeToString()  # type: ignore
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # the error comes back as the exception, not as log lines
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        # onnxruntime prints its own "EP Error ... retrying" lines for some failures: keep them off the terminal.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            ort.InferenceSession(bytes(data), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT's own exception types
+        raise ModelFormatError(f"{where}: not a loadable ONNX model (onnxruntime: {str(e).splitlines()[0][:200]}): "
+                               "a corrupt file") from None
 
 
 def require_onnx(model: ModelSource, backend: str) -> None:
