@@ -46,12 +46,16 @@ AnnotationsLike = Union[str, "os.PathLike[str]", Dict[str, Any]]
 PERSON_CATEGORY_ID = 1
 
 
-def load_annotations(source: AnnotationsLike) -> Dict[str, Any]:
+def load_annotations(source: AnnotationsLike, *, scoring: bool = False) -> Dict[str, Any]:
     """Read and validate a COCO person-keypoints json (or validate an already loaded dict).
 
-    Checks what evaluation relies on: ``images`` (each with an integer ``id``), ``annotations``
+    Checks what every use relies on: ``images`` (each with an integer ``id``), ``annotations``
     (``image_id`` of a listed image, ``category_id``; person annotations with ``keypoints`` carry
     17 x 3 numbers) and ``categories`` holding a person category with COCO's 17 keypoints.
+    With ``scoring`` (what :func:`evaluate` and ``edgepose eval`` ask for, before any inference)
+    also what pycocotools needs of every annotation: a unique integer ``id``, ``iscrowd`` 0/1, a
+    finite ``area``, a 4-number ``bbox``, an integer ``num_keypoints`` and, for persons, 51 finite
+    ``keypoints``; unique image ids; and at least one person annotation (otherwise every AP is 0).
 
     Returns:
         The annotation dict (the caller's dict itself when one is passed; it is not modified).
@@ -74,6 +78,8 @@ def load_annotations(source: AnnotationsLike) -> Dict[str, Any]:
         except json.JSONDecodeError as e:
             raise EdgePoseError(f"{where}: not valid json ({e})") from None
     _validate(data, where)
+    if scoring:
+        _validate_for_scoring(data, where)
     return data
 
 
@@ -106,6 +112,57 @@ def _validate(data: Any, where: str) -> None:
         if ann.get("category_id") == PERSON_CATEGORY_ID and kp is not None:
             if not isinstance(kp, list) or len(kp) != 51:
                 fail(f"annotations[{i}]: 'keypoints' must be a list of 17 x 3 = 51 numbers")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _validate_for_scoring(data: Dict[str, Any], where: str) -> None:
+    """What pycocotools' COCOeval reads of each annotation, checked up front (it fails with a bare
+    KeyError / TypeError deep inside, after the whole inference run, or scores 0 silently)."""
+    def fail(msg: str) -> None:
+        raise EdgePoseError(f"{where}: cannot be scored: {msg}")
+
+    seen_images: Dict[Any, int] = {}
+    for i, image in enumerate(data["images"]):
+        if image["id"] in seen_images:
+            fail(f"images[{i}]: id {image['id']} appears twice (first at images[{seen_images[image['id']]}])")
+        seen_images[image["id"]] = i
+    seen: Dict[Any, int] = {}
+    persons = 0
+    for i, ann in enumerate(data["annotations"]):
+        name = f"annotations[{i}]" + (f" (id {ann['id']})" if isinstance(ann.get("id"), int) else "")
+        person = ann.get("category_id") == PERSON_CATEGORY_ID
+        needed = ("id", "iscrowd", "area", "bbox", "num_keypoints") + (("keypoints",) if person else ())
+        missing = [k for k in needed if k not in ann]
+        if missing:
+            fail(f"{name}: missing {', '.join(repr(k) for k in missing)}")
+        if not isinstance(ann["id"], int) or isinstance(ann["id"], bool):
+            fail(f"{name}: 'id' must be an integer, got {ann['id']!r}")
+        if ann["id"] in seen:
+            fail(f"annotations[{i}]: id {ann['id']} appears twice (first at annotations[{seen[ann['id']]}])")
+        seen[ann["id"]] = i
+        if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], float):
+            fail(f"{name}: 'iscrowd' must be 0 or 1, got {ann['iscrowd']!r}")
+        if not _is_number(ann["area"]) or ann["area"] < 0:
+            fail(f"{name}: 'area' must be a finite number >= 0, got {ann['area']!r}")
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            fail(f"{name}: 'bbox' must be 4 finite numbers [x, y, width, height], got {str(bbox)[:60]}")
+        nk = ann["num_keypoints"]
+        if not isinstance(nk, int) or isinstance(nk, bool) or nk < 0:
+            fail(f"{name}: 'num_keypoints' must be an integer >= 0, got {nk!r}")
+        if person:
+            kp = ann["keypoints"]
+            if not (isinstance(kp, list) and len(kp) == 51 and all(_is_number(v) for v in kp)):
+                bad = next((v for v in kp if not _is_number(v)), None) if isinstance(kp, list) else kp
+                fail(f"{name}: 'keypoints' must be 17 x 3 = 51 finite numbers, got "
+                     f"{f'{len(kp)} values' if isinstance(kp, list) else type(kp).__name__}"
+                     + (f" including {bad!r}" if isinstance(kp, list) and len(kp) == 51 else ""))
+            persons += 1
+    if not persons:
+        fail(f"no person annotation (category_id {PERSON_CATEGORY_ID}): every AP would be 0")
 
 
 def annotated_images(annotations: AnnotationsLike) -> List[Dict[str, Any]]:
@@ -207,10 +264,11 @@ def evaluate(
         No results at all scores 0.0; a metric COCOeval cannot define (it reports -1, e.g. APm
         when no medium-sized person is labelled) is reported as 0.0.
     Raises:
-        EdgePoseError: malformed annotations or results, or unknown image ids.
+        EdgePoseError: malformed annotations (see ``load_annotations(..., scoring=True)``) or
+            results, or unknown image ids.
         BackendUnavailable: pycocotools is not installed.
     """
-    data = load_annotations(annotations)
+    data = load_annotations(annotations, scoring=True)
     COCO, COCOeval = _pycocotools()
     all_ids = {image["id"] for image in data["images"]}
     if image_ids is None:

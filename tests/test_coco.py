@@ -149,3 +149,63 @@ def test_evaluate_does_not_modify_its_inputs(coco_annotations):
     before_res, before_ann = copy.deepcopy(results), copy.deepcopy(coco_annotations)
     coco.evaluate(results, coco_annotations)
     assert results == before_res and coco_annotations == before_ann
+
+
+def _person(annotations: dict, index: int = 0) -> dict:
+    return [a for a in annotations["annotations"] if a["category_id"] == 1][index]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda a: _person(a).pop("bbox"), r"annotations\[\d+\] \(id \d+\): missing 'bbox'"),
+    (lambda a: _person(a).pop("area"), r"missing 'area'"),
+    (lambda a: _person(a).pop("iscrowd"), r"missing 'iscrowd'"),
+    (lambda a: _person(a).pop("num_keypoints"), r"missing 'num_keypoints'"),
+    (lambda a: _person(a).pop("id"), r"missing 'id'"),
+    (lambda a: _person(a).pop("keypoints"), r"missing 'keypoints'"),
+    (lambda a: _person(a).__setitem__("keypoints", [str(v) for v in _person(a)["keypoints"]]),
+     r"'keypoints' must be 17 x 3 = 51 finite numbers"),
+    (lambda a: _person(a)["keypoints"].__setitem__(4, None), r"'keypoints' must be 17 x 3 = 51 finite numbers"),
+    (lambda a: _person(a).__setitem__("bbox", [1, 2, "3", 4]), r"'bbox' must be 4 finite numbers"),
+    (lambda a: _person(a).__setitem__("area", None), r"'area' must be a finite number"),
+    (lambda a: _person(a).__setitem__("iscrowd", "no"), r"'iscrowd' must be 0 or 1"),
+    (lambda a: _person(a).__setitem__("num_keypoints", 2.5), r"'num_keypoints' must be an integer"),
+    (lambda a: _person(a, 1).__setitem__("id", _person(a)["id"]), r"annotations\[\d+\]: id \d+ appears twice"),
+    (lambda a: a["images"][1].__setitem__("id", a["images"][0]["id"]), r"images\[1\]: id \d+ appears twice"),
+    (lambda a: a.__setitem__("annotations", [x for x in a["annotations"] if x["category_id"] != 1]),
+     r"no person annotation"),
+])
+def test_annotations_that_cannot_be_scored_are_refused_naming_the_first(coco_annotations, damage, words):
+    broken = copy.deepcopy(coco_annotations)
+    damage(broken)
+    with pytest.raises(EdgePoseError, match=words):
+        coco.evaluate([], broken)  # before any scoring, even with no results at all
+
+
+def test_eval_refuses_unscorable_annotations_before_the_model_loads(tmp_path, coco_annotations, capsys):
+    from conftest import COCO_MINI
+
+    from edgepose.cli import main
+
+    broken = copy.deepcopy(coco_annotations)
+    _person(broken, 3)["keypoints"] = None
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(broken))
+    not_a_model = tmp_path / "m.onnx"
+    not_a_model.write_bytes(b"not a model")  # loading it would fail: the annotations must fail first
+    code = main(["eval", "--model", str(not_a_model), "--images", str(COCO_MINI / "images"),
+                 "--annotations", str(path)])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "ann.json" in err and "annotations[" in err and "'keypoints'" in err, err
+    # The images chosen (--limit) must hold a labelled person, or every metric would be 0.
+    path.write_text(json.dumps(coco_annotations))
+    empty = next(i for i, im in enumerate(coco_annotations["images"])
+                 if not len(coco.ground_truth_poses(coco_annotations, im["id"])))
+    only_empty = copy.deepcopy(coco_annotations)
+    ims = only_empty["images"]
+    only_empty["images"] = [ims[empty]] + ims[:empty] + ims[empty + 1:]
+    path.write_text(json.dumps(only_empty))
+    code = main(["eval", "--model", str(not_a_model), "--images", str(COCO_MINI / "images"),
+                 "--annotations", str(path), "--limit", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no labelled person" in err and "Traceback" not in err, err

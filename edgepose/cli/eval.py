@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import coco
 
     # Everything the user gave is checked before the model loads.
-    annotations = coco.load_annotations(args.annotations)
+    annotations = coco.load_annotations(args.annotations, scoring=True)  # what pycocotools needs, up front
     coco._pycocotools()  # a missing optional dependency is reported now, not after the whole run
     if not args.images.is_dir():
         raise CLIError(f"--images {args.images}: folder not found")
@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     images: List[Dict[str, Any]] = annotations["images"][: args.limit]
     if not images:
         raise CLIError(f"--annotations {args.annotations}: lists no images")
+    chosen = {im["id"] for im in images}
+    if not any(a["image_id"] in chosen and a.get("category_id") == coco.PERSON_CATEGORY_ID and not a["iscrowd"]
+               and a["num_keypoints"] > 0 for a in annotations["annotations"]):
+        raise CLIError(f"--annotations {args.annotations}: the {len(images)} image(s) to evaluate have no labelled "
+                       "person, so every metric would be 0" + (" (raise --limit)" if args.limit else ""))
     missing = [im.get("file_name", "?") for im in images if not (args.images / str(im.get("file_name", ""))).is_file()]
     if missing:
         raise CLIError(
