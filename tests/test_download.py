@@ -11,7 +11,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from edgepose.download import DownloadError, download, ngc_url
+from edgepose.download import DownloadError, DownloadWarning, download, ngc_url
 
 BODY = bytes(range(256)) * 5000  # 1.28 MB: more than one chunk
 
@@ -28,6 +28,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(BODY)))
             self.end_headers()
             self.wfile.write(BODY[:1000])  # then the connection closes
+            self.close_connection = True
+        elif self.path.endswith("/nolength.etlt") or self.path.endswith("/badlength.etlt"):
+            # HTTP/1.0 without a (usable) Content-Length: the body ends where the connection does.
+            self.send_response(200)
+            if "badlength" in self.path:
+                self.send_header("Content-Length", "about a megabyte")
+            self.end_headers()
+            self.wfile.write(BODY)
+            self.close_connection = True
+        elif self.path.endswith("/chunked-cut.etlt"):
+            # HTTP/1.1 chunked, cut inside a chunk: the client can tell the transfer is incomplete.
+            self.protocol_version = "HTTP/1.1"
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(BODY) + BODY[:5000])
+            self.wfile.flush()
             self.close_connection = True
         else:
             self.send_error(404, "Not Found")
@@ -97,3 +114,35 @@ def test_a_users_part_file_is_left_alone(server: str, tmp_path: Path) -> None:
         download(f"{server}/v/short.etlt", tmp_path / "short.etlt")
     assert mine.read_bytes() == b"the user's own file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.etlt", "model.etlt.part"]
+
+
+@pytest.mark.parametrize("name", ["nolength.etlt", "badlength.etlt"])
+def test_download_without_a_size_warns_unless_a_checksum_is_given(server: str, tmp_path: Path, name: str) -> None:
+    # Nothing tells a whole transfer from one the server cut short: say so, and point at sha256.
+    with pytest.warns(DownloadWarning, match=r"no usable Content-Length.*cannot tell.*complete.*sha256"):
+        path = download(f"{server}/v/{name}", tmp_path / name)
+    assert path.read_bytes() == BODY
+    digest = hashlib.sha256(BODY).hexdigest()
+    assert download(f"{server}/v/{name}", tmp_path / "checked.etlt", sha256=digest).read_bytes() == BODY  # no warning
+    with pytest.raises(DownloadError, match="sha256"):
+        download(f"{server}/v/{name}", tmp_path / "bad.etlt", sha256="0" * 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "checked.etlt"])
+
+
+def test_a_chunked_transfer_cut_by_connection_close_is_an_error(server: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="network error|connection closed early"):
+        download(f"{server}/v/chunked-cut.etlt", tmp_path / "cut.etlt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_destination_folders_are_created(server: str, tmp_path: Path) -> None:
+    # A folder named with a trailing slash, as in the README (download(url, "models/")).
+    folder = tmp_path / "models"
+    path = download(f"{server}/v/model.etlt", str(folder) + "/")
+    assert path == folder / "model.etlt" and path.read_bytes() == BODY
+    deep = tmp_path / "a" / "b" / "m.etlt"
+    assert download(f"{server}/v/model.etlt", deep).read_bytes() == BODY
+    # A file where a folder is needed is a clear error, not a FileNotFoundError / NotADirectoryError.
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DownloadError, match="file.*not a folder"):
+        download(f"{server}/v/model.etlt", tmp_path / "file" / "m.etlt")
