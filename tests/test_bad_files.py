@@ -244,3 +244,89 @@ def test_convert_of_a_damaged_etlt_writes_nothing(damage: str, tmp_path: Path, c
     line = _error(capsys, main(["convert", str(onnx_in), "-o", str(tmp_path / "p.etlt"), "--key", "k"]))
     assert "in.onnx" in line and "not a loadable ONNX model" in line, line
     assert not (tmp_path / "p.etlt").exists()
+
+
+# -- outputs that are inputs (hard links, the model) ---------------------------------------------
+
+def _hard_link(target: Path, link: Path) -> Path:
+    import os
+
+    os.link(target, link)
+    return link
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    return path.read_bytes() == data
+
+
+def test_outputs_that_are_inputs_are_refused_even_with_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture
+                                                                 ) -> None:
+    model = tmp_path / "model.onnx"
+    shutil.copy(need(SMALL), model)
+    model_bytes = model.read_bytes()
+    image = tmp_path / "people.jpg"
+    shutil.copy(need(COCO_MINI / "images" / PEOPLE[0]), image)
+    image_bytes = image.read_bytes()
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (160, 120))
+    for _ in range(3):
+        writer.write(cv2.resize(cv2.imread(str(image)), (160, 120)))
+    writer.release()
+    video_bytes = video.read_bytes()
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"target_height": 184}')
+    spec_bytes = spec.read_bytes()
+    hard_video = _hard_link(video, tmp_path / "hard.avi")
+    hard_image = _hard_link(image, tmp_path / "hard.jpg")
+    hard_model = _hard_link(model, tmp_path / "hard_model.onnx")
+    hard_spec = _hard_link(spec, tmp_path / "hard_spec.json")
+    m = ["--model", str(model), "--overwrite"]
+    cases = [
+        ["infer", str(video), *m, "--json", str(hard_video)],
+        ["infer", str(video), *m, "--json", str(model)],
+        ["infer", str(video), *m, "--json", str(hard_model)],
+        ["infer", str(video), *m, "--out", str(hard_video)],
+        ["infer", str(video), *m, "--spec", str(spec), "--json", str(hard_spec)],
+        ["infer", str(image), *m, "--out", str(hard_image)],
+        ["infer", str(image), *m, "--json", str(hard_image)],
+        ["infer", str(image), *m, "--out", str(tmp_path / "x.jpg"), "--json", str(model)],
+        ["convert", str(model), "-o", str(hard_model.with_name("hard_model.etlt")), "--overwrite"],
+        ["bench", *m, "--json", str(hard_model), "--frames", "1", "--warmup", "0"],
+    ]
+    # A hard link to the model, named like an .etlt output.
+    _hard_link(model, tmp_path / "hard_model.etlt")
+    for argv in cases:
+        line = _error(capsys, main(argv))
+        assert "same file as" in line, (argv, line)
+    assert _same_bytes(model, model_bytes) and _same_bytes(image, image_bytes)
+    assert _same_bytes(video, video_bytes) and _same_bytes(spec, spec_bytes)
+
+
+def test_convert_and_eval_outputs_that_are_inputs_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              coco_annotations: dict) -> None:
+    model = tmp_path / "model.onnx"
+    shutil.copy(need(SMALL), model)
+    etlt = tmp_path / "model.etlt"
+    assert main(["convert", str(model), "-o", str(etlt), "-k", "k"]) == 0
+    etlt_bytes = etlt.read_bytes()
+    cal = tmp_path / "cal.bin"
+    cal.write_text("TRT-8601-EntropyCalibration2\nimage: 3c010a14\n")
+    cases = [
+        (["convert", str(etlt), "-o", str(_hard_link(etlt, tmp_path / "again.onnx")), "-k", "k", "--overwrite"],
+         etlt),
+        (["convert", str(model), "-o", str(_hard_link(cal, tmp_path / "cal.engine")), "-t", "int8", "--calib",
+          str(cal), "--overwrite", "--input-size", "368x432"], cal),
+    ]
+    for argv, kept in cases:
+        before = kept.read_bytes()
+        line = _error(capsys, main(argv))
+        assert "same file as" in line, (argv, line)
+        assert kept.read_bytes() == before
+    assert etlt.read_bytes() == etlt_bytes
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco_annotations))
+    for out in (_hard_link(ann, tmp_path / "metrics.json"), model):
+        line = _error(capsys, main(["eval", "--model", str(model), "--images", str(COCO_MINI / "images"),
+                                    "--annotations", str(ann), "--json", str(out), "--overwrite"]))
+        assert "same file as" in line, line
+    assert json.loads(ann.read_text()) == coco_annotations

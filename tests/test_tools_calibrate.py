@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
 import sys
 from pathlib import Path
@@ -276,6 +277,13 @@ def test_refuses_outputs_that_would_not_pair(tmp_path, kwargs, message):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match=r"fp32_onnx: .* is also model"):
         calibrate.calibrate(MODEL, [PEOPLE_IMAGE], cache=tmp_path / "c.txt", fp32_onnx=MODEL)
+    # A hard link to the model is the model.
+    own = tmp_path / "m.onnx"
+    own.write_bytes(MODEL.read_bytes())
+    os.link(own, tmp_path / "link.onnx")
+    with pytest.raises(InputError, match=r"int8_onnx: .*link\.onnx is also model"):
+        calibrate.calibrate(own, [PEOPLE_IMAGE], int8_onnx=tmp_path / "link.onnx")
+    assert (tmp_path / "link.onnx").read_bytes() == MODEL.read_bytes()
 
 
 def test_cli_writes_the_pair_and_says_which_model_the_cache_belongs_to(tmp_path, capsys):

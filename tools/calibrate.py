@@ -58,7 +58,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -658,15 +658,26 @@ def _quantize(model: Path, out: Path, ranges, method: str, tensorrt: bool = Fals
 
 
 def _check_outputs(model: Path, outputs: Mapping[str, Optional[PathLike]]) -> None:
-    """Refuse an output path that is the input model or another output (by resolved path)."""
-    seen: Dict[Path, str] = {model.resolve(): "model"}
+    """Refuse an output path that is the input model or another output: by resolved path, and for
+    existing files by device and inode (a hard link to the model is the model)."""
+    def keys(p: Path) -> List[Any]:
+        found: List[Any] = [p.resolve()]
+        try:
+            st = os.stat(p)
+            found.append((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+        return found
+
+    seen: Dict[Any, str] = dict.fromkeys(keys(model), "model")
     for name, path in outputs.items():
         if path is None:
             continue
-        where = Path(path).resolve()
-        if where in seen:
-            raise InputError(f"{name}: {path} is also {seen[where]}; each output needs its own file")
-        seen[where] = name
+        mine = keys(Path(path))
+        hit = next((k for k in mine if k in seen), None)
+        if hit is not None:
+            raise InputError(f"{name}: {path} is also {seen[hit]} (the same file); each output needs its own file")
+        seen.update(dict.fromkeys(mine, name))
 
 
 def calibrate(model: PathLike, images: Union[PathLike, Sequence[PathLike]], *, cache: Optional[PathLike] = None,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, List, Optional, Tuple, Union
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import EdgePoseError, InputError, ModelOutputError
 
@@ -24,6 +25,9 @@ __all__ = [
     "add_model_options",
     "open_model",
     "check_new_file",
+    "check_not_input",
+    "input_identities",
+    "model_inputs",
     "list_images",
     "read_image",
     "Reporter",
@@ -107,9 +111,61 @@ def open_model(args: argparse.Namespace, model: Optional[str] = None) -> Any:
                     key=getattr(args, "key", None))
 
 
-def check_new_file(path: Path, overwrite: bool, what: str) -> Path:
-    """``path``, after checking that it may be written: its folder exists, and it does not exist
-    unless ``overwrite``. ``what`` names the option in the message (e.g. ``--json``)."""
+def model_inputs(args: argparse.Namespace, model: Optional[str] = None) -> List[Path]:
+    """The files a command reads for its model: the model, the JSON beside it (``<model>.edgepose.json``,
+    ``<model>.json``, an engine's sidecar), ``--spec`` and ``--calib``: outputs must be none of them."""
+    found: List[Path] = []
+    name = model if model is not None else getattr(args, "model", None)
+    if name is not None:
+        path = Path(name)
+        found += [path, path.with_name(path.stem + ".edgepose.json"), path.with_name(path.stem + ".json"),
+                  path.with_name(path.name + ".edgepose.json")]
+    found += [Path(p) for p in (getattr(args, "spec", None), getattr(args, "calib", None)) if p is not None]
+    return found
+
+
+InputFiles = Union[Sequence[Union[str, "os.PathLike[str]"]], Mapping[Tuple[int, int], Path]]
+
+
+def _identity(path: Union[str, os.PathLike[str]]) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def input_identities(inputs: Sequence[Union[str, os.PathLike[str]]]) -> Mapping[Tuple[int, int], Path]:
+    """(device, inode) -> path for the existing ``inputs``: what :func:`check_not_input` compares, made
+    once for many outputs (a folder of images)."""
+    found: Dict[Tuple[int, int], Path] = {}
+    for item in inputs:
+        key = _identity(item)
+        if key is not None:
+            found.setdefault(key, Path(item))
+    return found
+
+
+def check_not_input(path: Path, inputs: InputFiles, what: str) -> None:
+    """Refuse an output that is one of ``inputs``: the same path, or the same file under another name
+    (a hard link or a symlink: ``os.path.samefile``'s test, same device and inode). Refused even with
+    ``--overwrite``."""
+    key = _identity(path)
+    if key is None:
+        return
+    known = inputs if isinstance(inputs, Mapping) else input_identities(inputs)
+    if key in known:
+        p = known[key]
+        how = "" if path.resolve() == p.resolve() else " (a hard link or symlink to it)"
+        raise CLIError(f"{what} {path}: is a source file or other input (the same file as {p}{how}); choose another "
+                       "path (--overwrite does not change this: it would destroy the input)")
+
+
+def check_new_file(path: Path, overwrite: bool, what: str, inputs: InputFiles = ()) -> Path:
+    """``path``, after checking that it may be written: its folder exists, it is none of ``inputs``
+    (see :func:`check_not_input`), and it does not exist unless ``overwrite``. ``what`` names the
+    option in the message (e.g. ``--json``)."""
+    check_not_input(path, inputs, what)
     if path.is_dir():
         raise CLIError(f"{what} {path}: is a directory, expected a file path")
     if path.exists() and not overwrite:

@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BackendUnavailable
-from ._common import CLIError, Reporter, _input_size, check_new_file, list_images, one_line, positive_int, read_image
+from ._common import (
+    CLIError,
+    Reporter,
+    _input_size,
+    check_new_file,
+    list_images,
+    model_inputs,
+    one_line,
+    positive_int,
+    read_image,
+)
 
 HELP = "measure latency per stage, FPS and memory of a model (or of the decoder alone) on this device"
 PROG = "edgepose bench"
@@ -415,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--model is required (or --decoder-only to time the decoder alone)")
     json_out: Optional[Path] = None
     if args.json is not None and str(args.json) != "-":
-        json_out = check_new_file(args.json, args.overwrite, "--json")
+        json_out = check_new_file(args.json, args.overwrite, "--json", model_inputs(args))
     reporter = Reporter(PROG, progress=False)  # messages only; each timed run draws its own bar
     report: Dict[str, Any] = {
         "schema": SCHEMA,

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..errors import ModelFormatError, SpecError
 from ..formats.detect import check_onnx_loadable, onnx_metadata, parse_onnx
-from ._common import CLIError, _input_size, check_new_file
+from ._common import CLIError, _input_size, check_new_file, model_inputs
 
 HELP = "convert models: .etlt -> .onnx, .onnx -> .etlt, .etlt/.onnx -> TensorRT .engine"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -199,7 +199,12 @@ def run(args: argparse.Namespace) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".onnx", ".etlt", *ENGINE_SUFFIXES):
         raise CLIError(f"-o {out}: unknown output type {suffix or '(none)'}; use .onnx, .etlt or .engine")
-    check_new_file(out, args.overwrite, "-o")
+    inputs = model_inputs(args, args.input)  # the model, its JSON, --spec, --calib: never an output
+    check_new_file(out, args.overwrite, "-o", inputs)
+    if suffix in ENGINE_SUFFIXES:
+        from ..formats.engine import sidecar_path
+
+        check_new_file(sidecar_path(out), args.overwrite, "-o (its sidecar)", inputs)
     if args.calib is not None and not Path(args.calib).is_file():
         raise CLIError(f"--calib {args.calib}: file not found")
     if args.spec is not None and not Path(args.spec).is_file():

@@ -20,6 +20,7 @@ from ._common import (
     add_model_options,
     check_new_file,
     frame_problem,
+    model_inputs,
     open_model,
     positive_int,
     read_image,
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise CLIError(f"--images {args.images}: folder not found")
     if args.json is not None:
-        check_new_file(args.json, args.overwrite, "--json")
+        check_new_file(args.json, args.overwrite, "--json", [args.annotations, *model_inputs(args)])
     images: List[Dict[str, Any]] = annotations["images"][: args.limit]
     if not images:
         raise CLIError(f"--annotations {args.annotations}: lists no images")

@@ -29,8 +29,11 @@ from ._common import (
     Reporter,
     add_model_options,
     check_new_file,
+    check_not_input,
     frame_problem,
+    input_identities,
     list_images,
+    model_inputs,
     open_model,
     read_image,
 )
@@ -214,7 +217,7 @@ class _VideoOut:
             self.writer = None
 
 
-def _image_outputs(kind: str, source: Any, out: Optional[Path], overwrite: bool) -> Dict[str, Path]:
+def _image_outputs(kind: str, source: Any, out: Optional[Path], overwrite: bool, inputs: Any = ()) -> Dict[str, Path]:
     """Output path per input image, checked before any work is done."""
     if out is None:
         return {}
@@ -224,7 +227,7 @@ def _image_outputs(kind: str, source: Any, out: Optional[Path], overwrite: bool)
         if target.exists() and target.resolve() == src.resolve():
             raise CLIError(f"--out {out}: is the source image; choose another path")
         _check_image_writer(target)
-        return {str(src): check_new_file(target, overwrite, "--out")}
+        return {str(src): check_new_file(target, overwrite, "--out", inputs)}
     # A folder: --out is a folder (created when missing); never the source folder itself.
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: is a file; a folder of images needs an output folder")
@@ -238,6 +241,7 @@ def _image_outputs(kind: str, source: Any, out: Optional[Path], overwrite: bool)
         target = out / p.name
         if target.exists() and not overwrite:
             raise CLIError(f"--out {target}: already exists (pass --overwrite to replace it)")
+        check_not_input(target, inputs, "--out")
         targets[str(p)] = target
     _check_image_writer(first)
     return targets
@@ -297,16 +301,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> int:
-    # Check every output before the (slow) model load, so a mistake costs nothing.
-    image_out = _image_outputs(kind, source, args.out, args.overwrite) if kind != "video" else {}
+    # Check every output before the (slow) model load, so a mistake costs nothing. No output may be
+    # an input (the sources, the model and its JSON, --spec), not even a hard link to one.
+    sources = source.paths if kind != "video" else [Path(args.source)] if Path(args.source).is_file() else []
+    inputs = input_identities([*sources, *model_inputs(args)])
+    image_out = _image_outputs(kind, source, args.out, args.overwrite, inputs) if kind != "video" else {}
     video_out: Optional[_VideoOut] = None
     if kind == "video" and args.out is not None:
         if args.out.exists() and args.out.resolve() == Path(source.name).resolve():
             raise CLIError(f"--out {args.out}: is the source video; choose another path")
-        video_out = _VideoOut(check_new_file(args.out, args.overwrite, "--out"), source.fps)
+        video_out = _VideoOut(check_new_file(args.out, args.overwrite, "--out", inputs), source.fps)
     json_to_stdout = str(args.json) == "-" or (args.json is None and args.out is None)
     if args.json is not None and not json_to_stdout:
-        check_new_file(args.json, args.overwrite, "--json")
+        check_new_file(args.json, args.overwrite, "--json", inputs)
         if args.out is not None and args.json.resolve() == args.out.resolve():
             raise CLIError(f"--json {args.json}: is also the --out path")
         inputs = source.paths if kind != "video" else [Path(args.source)]
