@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import _json
 from .errors import SpecError
 from .topology import BODYPOSENET, Topology
 
@@ -54,6 +55,16 @@ class ModelInfo:
     inputs: Sequence[Any]
     outputs: Sequence[Any]
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def _finite(v: Any) -> bool:
+    """A finite real number (not bool); an int too large for a float is not one."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _fixed(d: Any) -> Optional[int]:
@@ -156,8 +167,8 @@ class ModelSpec:
         setf("output_layout", ol[0] if ol[0] == ol[1] else ol)
         for name in ("scale", "offset", "pad_value"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise bad(name, f"must be a finite number, got {v!r}")
+            if not _finite(v):
+                raise bad(name, f"must be a finite number, got {str(v)[:40]}")
             setf(name, float(v))
         if self.scale == 0:
             raise bad("scale", "must not be 0")
@@ -165,8 +176,8 @@ class ModelSpec:
             setf("paf_stride", self.heatmap_stride)
         for name in ("heatmap_stride", "paf_stride"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 1024):
-                raise bad(name, f"must be a positive number, got {v!r}")
+            if not _finite(v) or not (0 < v < 1024):
+                raise bad(name, f"must be a positive number below 1024, got {str(v)[:40]}")
             setf(name, int(v) if float(v).is_integer() else float(v))
         for name, lo in (("target_height", 8), ("size_multiple", 1)):
             v = getattr(self, name)
@@ -180,10 +191,8 @@ class ModelSpec:
                 raise bad("input_size", f"must be None or (height, width) ints in 1..8192, got {s!r}")
             setf("input_size", (int(s[0]), int(s[1])))
         ko = self.keypoint_offset
-        if not (isinstance(ko, (list, tuple)) and len(ko) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 64
-                for v in ko)):
-            raise bad("keypoint_offset", f"must be a (dx, dy) pair of numbers within +-64 pixels, got {ko!r}")
+        if not (isinstance(ko, (list, tuple)) and len(ko) == 2 and all(_finite(v) and abs(v) <= 64 for v in ko)):
+            raise bad("keypoint_offset", f"must be a (dx, dy) pair of numbers within +-64 pixels, got {str(ko)[:60]}")
         setf("keypoint_offset", (float(ko[0]), float(ko[1])))
         topo = self.topology
         if isinstance(topo, str):
@@ -383,10 +392,7 @@ class ModelSpec:
         meta_spec = meta.get("edgepose_spec")
         extra: Dict[str, Any] = {}
         if meta_spec:
-            try:
-                extra = json.loads(meta_spec)
-            except json.JSONDecodeError as e:
-                raise SpecError(f"model metadata 'edgepose_spec' is not valid JSON: {e}") from None
+            extra = _json.loads(meta_spec, "model metadata 'edgepose_spec'", SpecError)
             if not isinstance(extra, dict):
                 raise SpecError("model metadata 'edgepose_spec' must be a JSON object of ModelSpec fields")
             _check_keys(extra, "model metadata 'edgepose_spec'")
@@ -441,22 +447,27 @@ class ModelSpec:
 
 
 def _check_keys(d: Mapping[str, Any], where: str) -> None:
+    """Refuse unknown fields and, for the known ones, values ModelSpec refuses, naming ``where``
+    (the file or metadata they came from)."""
     known = {f.name for f in fields(ModelSpec)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise SpecError(f"{where}: unknown ModelSpec field(s) {unknown}; fields: {sorted(known)}")
+    try:
+        ModelSpec(**dict(d))  # each field is checked on its own, so a partial dict checks what it holds
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
 
 
 def _read_json(path: PathLike) -> Any:
     p = Path(path)
     try:
-        return json.loads(p.read_text())
+        text = p.read_text()
     except FileNotFoundError:
         raise SpecError(f"spec file not found: {p}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"cannot read spec file {p}: {e}") from None
-    except json.JSONDecodeError as e:
-        raise SpecError(f"spec file {p} is not valid JSON: {e}") from None
+    return _json.loads(text, f"spec file {p}", SpecError)
 
 
 def _channel_layout(shape: Sequence[Any], channels: int) -> Optional[str]:
@@ -559,8 +570,8 @@ def _side_overrides(model_path: Path) -> Dict[str, Any]:
     loose = model_path.with_name(model_path.stem + ".json")
     if loose.is_file():
         try:
-            d = json.loads(loose.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            d = _json.loads(loose.read_text(), str(loose), SpecError)
+        except (OSError, UnicodeDecodeError, SpecError):  # not ours to judge: a model card, say
             return {}
         known = {f.name for f in fields(ModelSpec)}
         # A model card or other JSON shares the name; only a pure ModelSpec dict is an override.

@@ -330,3 +330,61 @@ def test_convert_and_eval_outputs_that_are_inputs_are_refused(tmp_path: Path, ca
                                     "--annotations", str(ann), "--json", str(out), "--overwrite"]))
         assert "same file as" in line, line
     assert json.loads(ann.read_text()) == coco_annotations
+
+
+# -- JSON that is not what it should be ----------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON that Python's parser cannot nest (RecursionError)
+HUGE_INT = "1" + "0" * 5000  # valid JSON that int() refuses (more than 4300 digits)
+
+
+@pytest.mark.parametrize("text", [DEEP, '{"target_height": ' + HUGE_INT + "}", '{"scale": 1' + "0" * 400 + "}",
+                                  '{"keypoint_offset": [1' + "0" * 400 + ", 0]}"])
+def test_spec_files_that_python_cannot_read_are_spec_errors(text: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from edgepose import EdgePose
+    from edgepose.errors import SpecError
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(text)
+    with pytest.raises(SpecError, match=r"spec\.json"):
+        EdgePose(str(need(SMALL)), spec=str(spec))
+    # Beside the model, as model.edgepose.json.
+    model = tmp_path / "model.onnx"
+    shutil.copy(need(SMALL), model)
+    (tmp_path / "model.edgepose.json").write_text(text)
+    with pytest.raises(SpecError, match=r"model\.edgepose\.json"):
+        EdgePose(str(model))
+    line = _error(capsys, main(["info", str(model)]))
+    assert "model.edgepose.json" in line, line
+
+
+def test_deep_spec_metadata_is_a_spec_error(tmp_path: Path) -> None:
+    from edgepose import EdgePose
+    from edgepose.errors import SpecError
+
+    bad = _with_metadata(tmp_path / "deep.onnx", "edgepose_spec", DEEP.encode())
+    with pytest.raises(SpecError, match="edgepose_spec"):
+        EdgePose(str(bad))
+
+
+@pytest.mark.parametrize("sidecar, words", [
+    (DEEP, "cannot read it as JSON"),
+    ('{"edgepose_engine": 1, "spec": {}, "build": [1, 2], "engine_sha256": ""}', "'build' must be a JSON object"),
+    ('{"edgepose_engine": 1, "spec": {}, "build": "x", "engine_sha256": ""}', "'build' must be a JSON object"),
+    ('{"edgepose_engine": 1, "spec": {}, "build": {}, "engine_sha256": 7}', "'engine_sha256' must be"),
+    ('{"edgepose_engine": 1, "spec": {"scale": [[]]}, "build": {}}', "spec.*scale"),
+    ('{"edgepose_engine": 1, "spec": {"nonsense": 1}, "build": {}}', "spec.*unknown ModelSpec field"),
+    ('{"edgepose_engine": 1, "spec": {}, "build": {"source_sha256": [1]}}', "'build.source_sha256' must be"),
+])
+def test_engine_sidecar_fields_of_the_wrong_kind_are_spec_errors(sidecar: str, words: str, tmp_path: Path) -> None:
+    from edgepose.errors import SpecError
+    from edgepose.formats.engine import read_sidecar, sidecar_path
+
+    plan = b"ftrt" + bytes(range(256))
+    engine = tmp_path / "pose.engine"
+    engine.write_bytes(plan)
+    sidecar_path(engine).write_text(sidecar)
+    with pytest.raises(SpecError, match=words) as e:
+        read_sidecar(engine, plan)
+    assert "pose.engine.edgepose.json" in str(e.value)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .. import _json
 from ..errors import ModelFormatError, SpecError
 from .detect import _TRT_MAGIC, ModelSource, source_name
 
@@ -261,17 +262,34 @@ def read_sidecar(engine: ModelSource, plan: Optional[bytes] = None) -> Optional[
     if not side.is_file():
         return None
     try:
-        d = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = side.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"engine sidecar {side}: cannot read it as JSON ({e})") from None
+    d = _json.loads(text, f"engine sidecar {side}: cannot read it as JSON:", SpecError)
     if not isinstance(d, dict) or d.get("edgepose_engine") != SIDECAR_VERSION or not isinstance(d.get("spec"), dict):
         raise SpecError(f"engine sidecar {side}: not an edgepose engine sidecar version {SIDECAR_VERSION} "
                         "(expected keys edgepose_engine, spec, build, engine_sha256)")
-    digest = str(d.get("engine_sha256", ""))
+    _check_sidecar_fields(d, side)
+    digest = d.get("engine_sha256") or ""
     if plan is not None and digest and digest != hashlib.sha256(plan).hexdigest():
         raise SpecError(f"engine sidecar {side} describes another engine (sha256 mismatch): the engine was rebuilt "
                         "or replaced; rebuild with `edgepose convert` or delete the sidecar and pass --spec")
     return EngineInfo(dict(d["spec"]), dict(d.get("build") or {}), digest)
+
+
+def _check_sidecar_fields(d: Dict[str, Any], side: Path) -> None:
+    """The kinds of a sidecar's fields, and its spec as ModelSpec reads it (SpecError naming the field)."""
+    from ..spec import _check_keys
+
+    build = d.get("build")
+    if build is not None and not isinstance(build, dict):
+        raise SpecError(f"engine sidecar {side}: 'build' must be a JSON object, got {type(build).__name__}")
+    for key in ("engine_sha256", *(f"build.{k}" for k in ("source_sha256", "source_file_sha256"))):
+        where, name = (build or {}, key[6:]) if key.startswith("build.") else (d, key)
+        value = where.get(name)
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}|", value)):
+            raise SpecError(f"engine sidecar {side}: {key!r} must be a sha256 hex digest, got {str(value)[:70]}")
+    _check_keys(d["spec"], f"engine sidecar {side}: 'spec'")
 
 
 def write_engine(path: PathLike, plan: bytes, spec: Optional[Mapping[str, Any]], build: Mapping[str, Any]) -> Path:
