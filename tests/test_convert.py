@@ -123,3 +123,25 @@ def test_onnx_model_info_feeds_spec_detection() -> None:
     spec = ModelSpec.detect(info, name="tfpose_mobilenet_thin")
     assert (spec.heatmap_output, spec.paf_output, spec.heatmap_stride) == ("heatmap", "paf", 8)
     assert json.loads(spec.to_json())["name"] == "tfpose_mobilenet_thin"
+
+
+def test_tao_converter_spellings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """tao-converter users type -e for the output and -w in bytes: -e works, and a byte count given
+    as MiB (100000000 MiB = 95 TiB) is refused with a hint instead of reaching the builder."""
+    from edgepose.cli.convert import _workspace
+
+    etlt = tmp_path / "m.etlt"
+    assert main(["convert", str(need(SMALL)), "-e", str(etlt), "-k", "k"]) == 0
+    assert main(["convert", str(etlt), "-e", str(tmp_path / "m.onnx"), "-k", "k"]) == 0
+    assert (tmp_path / "m.onnx").read_bytes() == need(SMALL).read_bytes()
+    capsys.readouterr()
+    for bad in ("100000000", "2TiB", "1073741824000000B", "0", "1.5GiB", "12XB"):
+        code = main(["convert", str(etlt), "-o", str(tmp_path / "x.engine"), "-w", bad])
+        line = _error(capsys, code, expected=2)
+        assert "workspace" in line.lower() or "-w" in line, line
+    code = main(["convert", str(etlt), "-o", str(tmp_path / "x.engine"), "-w", "100000000"])
+    line = _error(capsys, code, expected=2)
+    assert "bytes" in line and "MiB" in line and "1GiB" in line, line
+    assert [_workspace(t) for t in ("1024", "1GiB", "1gib", "512MiB", "1073741824B", "1048576KiB", "1TiB")] == [
+        1024, 1024, 1024, 512, 1024, 1024, 1048576]
+    assert _workspace("1000000B") == 1  # rounded up to whole MiB

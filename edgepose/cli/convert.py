@@ -50,21 +50,43 @@ def _profile(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (MiB), got {text!r}")
-    return value
+MAX_WORKSPACE_MIB = 1 << 20
+"""The largest builder workspace accepted: 1 TiB (in MiB), more memory than any GPU has (the largest
+hold under 200 GB). A larger number is almost always a byte count typed where MiB are meant."""
+
+_UNITS = {"": 1 << 20, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30,
+          "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+
+
+def _workspace(text: str) -> int:
+    """``-w``: MiB as a plain number (``1024``), or with a unit: ``B`` (bytes, as tao-converter and
+    trtexec's old ``--workspace`` in bytes), ``KiB``, ``MiB``, ``GiB``, ``TiB`` (K/M/G/T alone too,
+    binary). Returns whole MiB, rounded up; at most :data:`MAX_WORKSPACE_MIB`."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d{1,20})\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else ""
+    if not m or unit not in _UNITS or int(m.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of MiB (1024) or one with a unit "
+                                         f"(1GiB, 512MiB, 1073741824B), got {text!r}")
+    n_bytes = int(m.group(1)) * _UNITS[unit]
+    mib = -(-n_bytes // (1 << 20))
+    if mib > MAX_WORKSPACE_MIB:
+        n = int(m.group(1))
+        hint = "" if unit else (f" (tao-converter's -w counts bytes, this one MiB: if you meant {n} bytes = "
+                                f"{-(-n // (1 << 20))} MiB, write -w {n}B)")
+        raise argparse.ArgumentTypeError(
+            f"workspace {text} is {n_bytes / (1 << 40):.0f} TiB, more than any GPU has (limit 1TiB){hint}; give "
+            "MiB (-w 1024) or a unit (-w 1GiB, -w 1073741824B)")
+    return mib
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("convert", help=HELP, description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("input", metavar="IN", help="model to convert (.etlt or .onnx; detected by content)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .onnx, .etlt or .engine")
+    p.add_argument("-o", "--output", "-e", required=True, metavar="OUT",
+                   help="output file: .onnx, .etlt or .engine (-e as in tao-converter)")
     p.add_argument("-k", "--key", default=None, help="TAO key (default: $EDGEPOSE_KEY, $TAO_KEY or nvidia_tlt)")
     p.add_argument("-t", "--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="engine precision (default fp16; int8 needs --calib or a Q/DQ model); with -o *.onnx, "
@@ -78,8 +100,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "16x288x384x3 (repeat for several inputs)")
     p.add_argument("--batch", type=_batch, default=None, metavar="MIN,OPT,MAX",
                    help="profile for the image input that varies only the batch (default 1,1,1)")
-    p.add_argument("-w", "--workspace", type=_positive, default=None, metavar="MiB",
-                   help="builder workspace limit in MiB (default: TensorRT's)")
+    p.add_argument("-w", "--workspace", type=_workspace, default=None, metavar="MiB",
+                   help="builder workspace limit in MiB (1024), or with a unit: 1GiB, 1073741824B (bytes, as "
+                        "tao-converter's -w counts them); at most 1TiB (default: TensorRT's)")
     p.add_argument("--input-size", type=_input_size, default=None, metavar="HxW",
                    help="input size for a model whose size is dynamic (engine builds need a fixed one)")
     p.add_argument("--spec", default=None, metavar="JSON", help="ModelSpec fields overriding the detected ones")
