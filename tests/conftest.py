@@ -39,3 +39,17 @@ def golden_maps() -> dict:
     m = "omz_human_pose_estimation_0001"
     out[m] = (omz[f"{m}__heatmap"], omz[f"{m}__paf"], "NCHW")
     return out
+
+
+# -- hypothesis: a derandomized "ci" profile ------------------------------------------------------
+# The same examples on every run (a failure reproduces; no flaky CI), no deadline (the machine may
+# be loaded), and the reproduction blob printed. HYPOTHESIS_PROFILE=default gives random runs.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # the [test] extra brings it; without it the fuzz tests skip on their own
+    pass
+else:
+    import os as _os
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    _hypothesis_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))
