@@ -33,7 +33,7 @@ from .errors import InputError, ModelOutputError
 from .formats.detect import ModelSource, read_head
 from .preprocess import FrameInput, Transform, as_frames, preprocess, transform_for
 from .results import Poses
-from .spec import ModelSpec, spec_for
+from .spec import ModelSpec, spec_for, verify_model_sha256
 
 __all__ = ["EdgePose"]
 
@@ -191,6 +191,7 @@ class EdgePose:
         self._input_buffer: Optional[np.ndarray] = None  # the last input tensor, rewritten in place
         if self._owns_backend:
             read_head(model, 1)  # a missing path is a ModelFormatError naming it, before any backend work
+            verify_model_sha256(model)  # a digest recorded in model.edgepose.json, before the model loads
             options: Dict[str, Any] = {}
             if threads is not None:
                 options["threads"] = threads

@@ -32,7 +32,8 @@ from . import _json
 from .errors import SpecError
 from .topology import BODYPOSENET, Topology
 
-__all__ = ["ModelSpec", "ModelInfo", "spec_for", "TOPOLOGIES", "LAYOUTS", "RESIZE_MODES", "INTERPOLATIONS"]
+__all__ = ["ModelSpec", "ModelInfo", "spec_for", "verify_model_sha256", "TOPOLOGIES", "LAYOUTS", "RESIZE_MODES",
+           "INTERPOLATIONS"]
 
 LAYOUTS = ("NHWC", "NCHW")
 COLORS = ("BGR", "RGB")
@@ -558,13 +559,62 @@ def _symbolic_stride(t: Any, layout: str) -> Optional[int]:
     return found.pop() if len(found) == 1 and min(found) > 0 else None
 
 
-def _side_overrides(model_path: Path) -> Dict[str, Any]:
-    """ModelSpec fields from ``<model>.edgepose.json`` or an all-ModelSpec ``<model>.json`` next to the model."""
+MODEL_SHA256 = "model_sha256"
+"""The one key of ``<model>.edgepose.json`` that is not a ModelSpec field: the sha256 of the model file
+the spec was written for. When present, :func:`verify_model_sha256` checks the model against it."""
+
+
+def _strict_side(model_path: Path) -> Tuple[Path, Optional[Dict[str, Any]]]:
+    """``<model>.edgepose.json`` and its JSON object (None when there is no such file)."""
     strict = model_path.with_name(model_path.stem + ".edgepose.json")
-    if strict.is_file():
-        d = _read_json(strict)
-        if not isinstance(d, dict):
-            raise SpecError(f"spec file {strict} must hold a JSON object of ModelSpec fields")
+    if not strict.is_file():
+        return strict, None
+    d = _read_json(strict)
+    if not isinstance(d, dict):
+        raise SpecError(f"spec file {strict} must hold a JSON object of ModelSpec fields")
+    return strict, d
+
+
+def verify_model_sha256(model: Union[PathLike, bytes]) -> None:
+    """Check a model file against the ``model_sha256`` recorded in its ``<model>.edgepose.json``.
+
+    An .etlt or .onnx has no checksum of its own (an .etlt has no MAC), so a flipped byte in the
+    weights loads silently with other outputs; a recorded digest catches it. Nothing is checked for
+    bytes or when no digest is recorded. A model replaced on purpose needs the new digest there
+    (``edgepose info --json`` prints it) or the key removed.
+
+    Raises:
+        ModelFormatError: the file's sha256 differs, naming both files.
+        SpecError: the recorded value is not a sha256 hex digest.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    path = Path(model)
+    side, d = _strict_side(path)
+    if not d or MODEL_SHA256 not in d:
+        return
+    expected = d[MODEL_SHA256]
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
+        raise SpecError(f"spec file {side}: {MODEL_SHA256} must be a sha256 hex digest (64 hex digits), got "
+                        f"{str(expected)[:70]!r}")
+    from .formats.detect import file_sha256
+
+    actual = file_sha256(path)
+    if actual != expected.lower():
+        from .errors import ModelFormatError
+
+        raise ModelFormatError(
+            f"{path}: sha256 {actual[:16]}... differs from the {MODEL_SHA256} {expected[:16]}... recorded in {side}: "
+            f"the model was changed or damaged since; if you replaced it on purpose, put its new digest there "
+            f"(edgepose info --json prints it) or delete the {MODEL_SHA256} key")
+
+
+def _side_overrides(model_path: Path) -> Dict[str, Any]:
+    """ModelSpec fields from ``<model>.edgepose.json`` (less ``model_sha256``, checked by
+    :func:`verify_model_sha256`) or an all-ModelSpec ``<model>.json`` next to the model."""
+    strict, d = _strict_side(model_path)
+    if d is not None:
+        d = {k: v for k, v in d.items() if k != MODEL_SHA256}
         _check_keys(d, f"spec file {strict}")
         return d
     loose = model_path.with_name(model_path.stem + ".json")
@@ -602,6 +652,7 @@ def spec_for(model: Union[PathLike, bytes], backend: Any = None, *, spec: Union[
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         name = path.stem
+        verify_model_sha256(path)
         extra.update(_side_overrides(path))
     if isinstance(spec, (str, os.PathLike)):
         d = _read_json(spec)

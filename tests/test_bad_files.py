@@ -388,3 +388,59 @@ def test_engine_sidecar_fields_of_the_wrong_kind_are_spec_errors(sidecar: str, w
     with pytest.raises(SpecError, match=words) as e:
         read_sidecar(engine, plan)
     assert "pose.engine.edgepose.json" in str(e.value)
+
+
+# -- integrity: a recorded sha256 ----------------------------------------------------------------
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["onnx", "etlt"])
+def test_model_sha256_in_the_spec_sidecar_catches_a_changed_model(kind: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from edgepose import EdgePose
+
+    model = tmp_path / f"model.{kind}"
+    model.write_bytes(need(SMALL).read_bytes() if kind == "onnx" else pack_etlt(need(SMALL).read_bytes(), "k"))
+    side = tmp_path / "model.edgepose.json"
+    side.write_text(json.dumps({"model_sha256": _sha(model), "target_height": 184}))
+    with EdgePose(str(model), key="k") as m:
+        assert m.spec.target_height == 184  # the other fields still apply
+    assert main(["info", str(model), "--key", "k", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sha256"] == _sha(model)
+    # One byte flipped in the weights: without a record it would load silently with other outputs.
+    _flip(model, len(model.read_bytes()) * 2 // 3)
+    with pytest.raises(ModelFormatError, match=rf"model\.{kind}: sha256 .* model_sha256 .*model\.edgepose\.json"):
+        EdgePose(str(model), key="k")
+    line = _error(capsys, main(["info", str(model), "--key", "k"]))
+    assert "model.edgepose.json" in line and "model_sha256" in line, line
+    side.write_text(json.dumps({"model_sha256": 12}))
+    with pytest.raises(EdgePoseError, match="model_sha256.*sha256 hex digest"):
+        EdgePose(str(model), key="k")
+
+
+def test_engine_sidecar_checks_the_model_it_was_built_from(tmp_path: Path) -> None:
+    from edgepose.formats.engine import read_sidecar, sidecar_path, write_engine
+
+    plan = b"ftrt" + bytes(range(200))
+    source = tmp_path / "pose.onnx"
+    shutil.copy(need(SMALL), source)
+    engine = tmp_path / "pose.engine"
+    write_engine(engine, plan, {"input_name": "image"}, {"source": source.name, "source_file_sha256": _sha(source)})
+    assert read_sidecar(engine, plan).build["source_file_sha256"] == _sha(source)
+    _flip(source, 100_000)
+    with pytest.raises(ModelFormatError, match=r"pose\.onnx.*changed since .*pose\.engine was built.*"
+                                               r"pose\.engine\.edgepose\.json"):
+        read_sidecar(engine, plan)
+    source.unlink()  # the source is not beside the engine (the usual deployment): nothing to check
+    assert read_sidecar(engine, plan) is not None
+    assert json.loads(sidecar_path(engine).read_text())["build"]["source"] == "pose.onnx"

@@ -205,8 +205,11 @@ def _engine(args: argparse.Namespace, onnx_bytes: bytes, model: Any, out: Path) 
     from ..backends.tensorrt import build_engine, trt
 
     plan = build_engine(onnx_bytes, options, where=str(args.input))
+    from ..formats.detect import file_sha256
+
     build = {"tensorrt": trt.__version__, "source": Path(args.input).name,
-             "source_sha256": hashlib.sha256(onnx_bytes).hexdigest(), **options.to_dict()}
+             "source_sha256": hashlib.sha256(onnx_bytes).hexdigest(), "source_file_sha256": file_sha256(args.input),
+             **options.to_dict()}
     side = write_engine(out, plan, spec.to_dict(), build)
     return {"engine": str(out), "sidecar": str(side), "bytes": len(plan)}
 
@@ -246,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
         if engine_only:
             raise CLIError(f"{', '.join(engine_only)}: only used when building an engine (-o *.engine)")
     fmt = detect_format(src)
+    from ..spec import verify_model_sha256
+
+    verify_model_sha256(src)  # a digest recorded in <model>.edgepose.json: a damaged model is not converted
     onnx_bytes, model = _load_onnx(args, fmt)
     if suffix == ".onnx":
         if fmt.value == "onnx" and args.precision is None:

@@ -31,6 +31,7 @@ def _shape(shape: Any) -> str:
 def describe(args: argparse.Namespace) -> Dict[str, Any]:
     """The facts ``info`` prints, as a JSON-serialisable dict."""
     from ..formats import detect_format
+    from ..formats.detect import file_sha256
 
     fmt = detect_format(args.model)
     with open_model(args, args.model) as model:
@@ -38,6 +39,7 @@ def describe(args: argparse.Namespace) -> Dict[str, Any]:
         return {
             "model": str(args.model),
             "format": fmt.value,
+            "sha256": file_sha256(args.model),  # what model.edgepose.json's model_sha256 records
             "backend": {"name": backend.name, "version": backend.version},
             "inputs": [t.to_dict() for t in backend.inputs],
             "outputs": [t.to_dict() for t in backend.outputs],
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"model:    {facts['model']}")
     print(f"format:   {facts['format']}")
+    print(f"sha256:   {facts['sha256']}")
     print(f"backend:  {facts['backend']['name']} {facts['backend']['version']}")
     for kind in ("inputs", "outputs"):
         print(f"{kind}:")

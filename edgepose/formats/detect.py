@@ -13,8 +13,8 @@ from typing import Dict, Union
 
 from ..errors import BackendUnavailable, ModelFormatError
 
-__all__ = ["ModelFormat", "ModelSource", "check_onnx_loadable", "detect_format", "onnx_metadata", "parse_onnx",
-           "read_head", "source_name", "require_onnx"]
+__all__ = ["ModelFormat", "ModelSource", "check_onnx_loadable", "detect_format", "file_sha256", "onnx_metadata",
+           "parse_onnx", "read_head", "source_name", "require_onnx"]
 
 ModelSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 """A model given as a path or as the model file's bytes."""
@@ -66,6 +66,24 @@ def read_head(model: ModelSource, size: int = _HEAD) -> bytes:
             return f.read(size)
     except OSError as e:
         raise ModelFormatError(f"cannot read model file {path}: {e.strerror or e}") from e
+
+
+def file_sha256(path: Union[str, os.PathLike[str]]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks.
+
+    Raises:
+        ModelFormatError: the file cannot be read.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise ModelFormatError(f"cannot read {os.fspath(path)}: {e.strerror or e}") from None
+    return digest.hexdigest()
 
 
 def _varint(buf: bytes, pos: int):

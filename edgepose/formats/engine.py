@@ -9,14 +9,18 @@ the engine live in a *sidecar* beside it, ``<engine file name>.edgepose.json`` (
       "edgepose_engine": 1,                      # sidecar format version
       "spec": {... ModelSpec fields ...},        # pre-processing, tensors, strides, topology
       "build": {"tensorrt": "10.3.0", "precision": "fp16", "profiles": [...], "workspace_mib": 1024,
-                "source": "bodyposenet.etlt", "source_sha256": "...", "calibration_cache": "cal.txt"},
+                "source": "bodyposenet.etlt", "source_sha256": "...", "source_file_sha256": "...",
+                "calibration_cache": "cal.txt"},
       "engine_sha256": "..."                     # the plan it describes
     }
 
 The TensorRT backend reads it and publishes the spec as the backend metadata key ``edgepose_spec``,
 which :meth:`ModelSpec.detect` already honours; so ``EdgePose("pose.engine")`` knows its
 pre-processing, strides and topology with no extra arguments. A sidecar whose ``engine_sha256`` does
-not match the plan is refused (it describes another engine).
+not match the plan is refused (it describes another engine). ``source_sha256`` is the digest of the
+ONNX the engine was built from (an .etlt's decrypted payload), ``source_file_sha256`` that of the
+source file itself: when that file sits beside the engine and no longer matches, loading is refused
+(the engine is stale or the model damaged; delete the key to accept it).
 
 Engines written by Ultralytics carry a JSON header (uint32 length, JSON, plan); :func:`read_plan`
 strips it. This module imports neither TensorRT nor CUDA.
@@ -274,7 +278,26 @@ def read_sidecar(engine: ModelSource, plan: Optional[bytes] = None) -> Optional[
     if plan is not None and digest and digest != hashlib.sha256(plan).hexdigest():
         raise SpecError(f"engine sidecar {side} describes another engine (sha256 mismatch): the engine was rebuilt "
                         "or replaced; rebuild with `edgepose convert` or delete the sidecar and pass --spec")
+    _check_source(Path(engine), side, d.get("build") or {})
     return EngineInfo(dict(d["spec"]), dict(d.get("build") or {}), digest)
+
+
+def _check_source(engine: Path, side: Path, build: Mapping[str, Any]) -> None:
+    """When the model the engine was built from sits beside it, it must be the same file (its sha256
+    is ``build.source_file_sha256``): a changed model means a stale engine, or a damaged model."""
+    name, recorded = build.get("source"), build.get("source_file_sha256")
+    if not isinstance(name, str) or not name or not recorded:
+        return
+    source = side.parent / Path(name).name
+    if not source.is_file():
+        return
+    from .detect import file_sha256
+
+    if file_sha256(source) != recorded:
+        raise ModelFormatError(
+            f"{source}: changed since {engine} was built from it (its sha256 differs from source_file_sha256 in "
+            f"{side}): rebuild the engine with `edgepose convert`, or, if this engine is still the one you want, "
+            f"delete source_file_sha256 from {side}")
 
 
 def _check_sidecar_fields(d: Dict[str, Any], side: Path) -> None:
