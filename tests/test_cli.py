@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -311,3 +312,74 @@ def test_closed_stdout_ends_quietly():
     proc.stderr.close()
     assert proc.wait() == 1  # stopped on the broken pipe: a failure, quietly
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch):
+    """Not a terminal (a log, CI): one plain line per interval, never a bar; none with progress off."""
+    import io
+
+    from edgepose.cli import _common
+
+    clock = [100.0]
+    monkeypatch.setattr(_common.time, "perf_counter", lambda: clock[0])
+    out = io.StringIO()
+    report = _common.Reporter("edgepose infer", out, interval=10.0)
+    report.start(130)
+    for _ in range(40):
+        clock[0] += 0.25  # 4 fps
+        report.advance()
+    report.message("a message")
+    for _ in range(30):
+        clock[0] += 0.5
+        report.advance()
+    report.finish()
+    clock[0] += 60
+    report.advance()
+    assert out.getvalue().splitlines() == ["edgepose infer: 40/130 frames, 4.0 fps", "edgepose infer: a message",
+                                           "edgepose infer: 60/130 frames, 3.0 fps"]
+    assert "\r" not in out.getvalue()
+    quiet = io.StringIO()
+    report = _common.Reporter("edgepose eval", quiet, progress=False)
+    report.start(None)
+    clock[0] += 60
+    report.advance(5)
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("command", ["infer", "eval", "bench"])
+def test_commands_report_progress_off_a_terminal(command, tmp_path, model, images, capsys, monkeypatch):
+    """infer, eval and bench print the plain progress lines when stderr is not a terminal (capsys)."""
+    from edgepose.cli import _common
+
+    monkeypatch.setattr(_common.Reporter, "INTERVAL", 0.0)  # a line on every frame
+    three = tmp_path / "three"
+    three.mkdir()
+    for name in PEOPLE[:3]:
+        shutil.copy(images / name, three / name)
+    argv = {
+        "infer": ["infer", str(tmp_path / "three"), "-m", model, "--json", str(tmp_path / "p.jsonl")],
+        "eval": ["eval", "-m", model, "--images", str(images), "--annotations",
+                 str(COCO_MINI / "person_keypoints.json"), "--limit", "3"],
+        "bench": ["bench", "--decoder-only", "--people", "1", "--frames", "3", "--warmup", "0", "--json",
+                  str(tmp_path / "b.json")],
+    }[command]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    for i in (1, 2, 3):
+        assert f": {i}/3 frames, " in err, err
+    assert "\r" not in err and "\x1b" not in err
+
+
+def test_help_shows_no_rest_markup(capsys):
+    """Every command's --help (descriptions come from docstrings) reads as plain text."""
+    from edgepose.cli import commands
+    from edgepose.cli.bench import main as bench_main
+
+    names = [m.__name__.rsplit(".", 1)[1] for m in commands()]
+    assert {"infer", "eval", "info", "convert", "bench"} <= set(names)
+    for argv in [["--help"]] + [[name, "--help"] for name in names]:
+        assert main(argv) == 0
+        text = capsys.readouterr().out
+        assert "usage:" in text and "``" not in text and not re.search(r":[a-z]+:`", text), (argv, text)
+    assert bench_main(["--help"]) == 0
+    assert "``" not in capsys.readouterr().out
