@@ -16,7 +16,8 @@ The process is pinned to one core (``os.sched_setaffinity``) so that the ratio c
 with one thread. Each C++ figure is the median / p90 of repeated decodes; the reference, ~100x
 slower, runs fewer times (at least 3, or one pass over the coco_mini images). The speed-up is the
 ratio of the medians; it stays meaningful on a noisy shared machine where the absolute times drift.
-Writes benchmarks/results/decoder_speed.json and decoder_speed.md.
+Writes decoder_speed.json and decoder_speed.md to --out (default $TMPDIR/edgepose-bench), or to
+benchmarks/results/ with --update-results.
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DATA, REAL_MODELS, RESULTS, cached_maps, machine, percentiles, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    DATA,
+    REAL_MODELS,
+    add_output_options,
+    cached_maps,
+    machine,
+    output_dir,
+    percentiles,
+    write_results,
+)
 from edgepose._reference import decode_reference  # noqa: E402
 from edgepose.bench import synthetic_crowd  # noqa: E402
 from edgepose.decode import Decoder  # noqa: E402
@@ -149,15 +159,17 @@ def markdown(payload: Dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-coco", action="store_true", help="skip the cached coco_mini maps")
+    add_output_options(ap)
     args = ap.parse_args()
+    folder = output_dir(args)
     core = pin_one_core()
     decoder = Decoder()
     payload: Dict[str, Any] = {"core": core, "golden": golden(decoder)}
     if not args.no_coco:
         payload["coco_mini"] = coco(decoder)
     payload["crowds"] = crowds(decoder)
-    path = write_results("decoder_speed", payload)
-    md = RESULTS / "decoder_speed.md"
+    path = write_results("decoder_speed", payload, folder)
+    md = folder / "decoder_speed.md"
     md.write_text(markdown({"machine": machine(), **payload}))
     print(md.read_text())
     print(f"wrote {path} and {md}")

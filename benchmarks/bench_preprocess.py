@@ -8,21 +8,23 @@ normalisation through ``edgepose.preprocess.preprocess``, the function the pipel
 ``preprocess`` stage. Each variant runs over the same frames, in batches of 1 and of 8; the figure
 is milliseconds per *frame* (a batch's time / its size), median and p90 over the batches. The
 cheapest variant's median is the unit of the "relative" column, a ratio that holds on a noisy
-machine. Writes benchmarks/results/preprocess_speed.json and preprocess_speed.md.
+machine. Writes preprocess_speed.json and preprocess_speed.md to --out (default
+$TMPDIR/edgepose-bench), or to benchmarks/results/ with --update-results.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import COCO_MINI, RESULTS, machine, percentiles, write_results  # noqa: E402
+from benchmarks.common import COCO_MINI, add_output_options, machine, output_dir, percentiles, write_results  # noqa: E402
 from edgepose.bench import synthetic_frames  # noqa: E402
 from edgepose.preprocess import preprocess  # noqa: E402
 from edgepose.spec import ModelSpec  # noqa: E402
@@ -58,7 +60,10 @@ def time_variant(frames: List[np.ndarray], spec: ModelSpec, batch: int) -> Dict[
             "ms_per_frame": percentiles(per_frame), "frames": len(per_frame) * batch}
 
 
-def main() -> int:
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_output_options(ap)
+    folder = output_dir(ap.parse_args(argv))
     frames, source = load_frames()
     base = ModelSpec.tfpose().replace(input_size=INPUT)
     rows = []
@@ -71,7 +76,7 @@ def main() -> int:
     fastest = min(r["ms_per_frame"]["median"] for r in rows)
     for r in rows:
         r["relative"] = r["ms_per_frame"]["median"] / fastest
-    path = write_results("preprocess_speed", {"input_size": list(INPUT), "frames": source, "variants": rows})
+    path = write_results("preprocess_speed", {"input_size": list(INPUT), "frames": source, "variants": rows}, folder)
     m = machine()
     lines = ["# Pre-processing speed", "",
              f"Command: `python benchmarks/bench_preprocess.py`. Machine: {m['cpu']}, {m['cores']} cores; "
@@ -82,7 +87,7 @@ def main() -> int:
         p = r["ms_per_frame"]
         lines.append(f"| {r['mode']} | {r['interpolation']} | {r['batch']} | {p['median']:.2f} | {p['p90']:.2f} "
                      f"| {r['relative']:.2f} |")
-    md = RESULTS / "preprocess_speed.md"
+    md = folder / "preprocess_speed.md"
     md.write_text("\n".join(lines) + "\n")
     print(md.read_text())
     print(f"wrote {path} and {md}")

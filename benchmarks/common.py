@@ -4,16 +4,21 @@ Real maps are the raw outputs of the two real models in ../shared/data for every
 at input height 368 with the aspect ratio kept (the evaluation protocol of peer_decoders.md). They
 are computed once with ONNX Runtime through edgepose's own pre-processing and cached under
 ``build/maps/`` (not committed: the images are non-commercial licences and the maps are 100+ MB).
+
+Where figures go: every script writes to a scratch folder (``--out DIR``, default
+``$TMPDIR/edgepose-bench``); only ``--update-results`` writes the committed ``benchmarks/results/``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -23,7 +28,8 @@ MODELS = DATA / "models"
 COCO_MINI = DATA / "coco_mini"
 ANNOTATIONS = COCO_MINI / "person_keypoints.json"
 CACHE = REPO / "build" / "maps"
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"  # committed figures: written only with --update-results
+SCRATCH = Path(tempfile.gettempdir()) / "edgepose-bench"  # $TMPDIR/edgepose-bench
 
 REAL_MODELS = ("tfpose_mobilenet_thin", "omz_human_pose_estimation_0001")
 
@@ -48,9 +54,12 @@ def cached_maps(model: str, refresh: bool = False) -> Dict[str, object]:
     import cv2
 
     from edgepose import EdgePose
+    from edgepose.cli._common import Reporter
 
     ids, heats, pafs, transforms = [], [], [], []
+    report = Reporter(f"maps of {model}")  # minutes on a CPU: a line every 10 s, or a bar on a terminal
     with EdgePose(str(MODELS / f"{model}.onnx")) as ep:
+        report.start(len(image_ids()))
         for iid in image_ids():
             frame = cv2.imread(str(image_path(iid)))
             heat, paf, tr = ep.run_maps([frame])
@@ -58,6 +67,8 @@ def cached_maps(model: str, refresh: bool = False) -> Dict[str, object]:
             heats.append(np.asarray(heat[0], np.float32))
             pafs.append(np.asarray(paf[0], np.float32))
             transforms.append(tr[0])
+            report.advance()
+        report.finish()
         spec = ep.spec
     out = {"ids": ids, "heatmaps": heats, "pafs": pafs, "transforms": transforms, "spec": spec}
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -87,9 +98,29 @@ def percentiles(ms: List[float]) -> Dict[str, float]:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def write_results(name: str, payload: Dict[str, object]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--out DIR`` (default: the scratch folder) and ``--update-results`` (the committed folder)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help=f"folder for the figures (default: {SCRATCH})")
+    where.add_argument("--update-results", action="store_true",
+                       help=f"write the committed figures in {RESULTS} instead")
+
+
+def output_dir(args: Optional[argparse.Namespace]) -> Path:
+    """The folder the figures go to (created): ``RESULTS`` only with ``--update-results``."""
+    if args is not None and getattr(args, "update_results", False):
+        folder = RESULTS
+    else:
+        folder = getattr(args, "out", None) or SCRATCH
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_results(name: str, payload: Dict[str, Any], folder: Path) -> Path:
+    """``payload`` with the machine's description as ``folder/name.json``."""
+    path = Path(folder) / f"{name}.json"
     payload = {"machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=1) + "\n")
     return path

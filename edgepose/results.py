@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Union
 
 import numpy as np
 
@@ -124,11 +124,30 @@ class Poses:
     def __repr__(self) -> str:
         return f"Poses(persons={len(self)}, topology={self.topology.name!r})"
 
-    def equals(self, other: Poses, atol: float = 0.0) -> Optional[str]:
-        """None when both hold the same persons (keypoints within ``atol``), else what differs."""
+    def allclose(self, other: Poses, atol: float = 0.0, rtol: float = 0.0) -> bool:
+        """True when both hold the same persons in the same order: the same topology, the same
+        keypoints found, and keypoint coordinates, keypoint scores and person scores all within
+        ``atol + rtol * |other|`` (as :func:`numpy.isclose`). :meth:`diff` says what differs."""
+        return not self.diff(other, atol=atol, rtol=rtol)
+
+    def diff(self, other: Poses, atol: float = 0.0, rtol: float = 0.0) -> str:
+        """The first difference from ``other`` under :meth:`allclose`'s rule, as one line (for
+        messages: ``assert a.allclose(b), a.diff(b)``); an empty string when there is none."""
+        if self.topology != other.topology:
+            return f"topology {self.topology.name!r} vs {other.topology.name!r}"
         if len(self) != len(other):
             return f"{len(self)} persons vs {len(other)}"
-        if not np.array_equal(self.visible, other.visible):
-            return "different keypoints present"
-        d = float(np.max(np.abs(self.keypoints - other.keypoints), initial=0.0))
-        return None if d <= atol else f"keypoints differ by up to {d}"
+        for m in range(len(self)):
+            a, b = self.keypoints[m], other.keypoints[m]
+            va, vb = self.visible[m], other.visible[m]
+            if not np.array_equal(va, vb):
+                return (f"person {m}: keypoints found differ: {np.flatnonzero(va).tolist()} "
+                        f"vs {np.flatnonzero(vb).tolist()}")
+            bad = ~np.isclose(a, b, atol=atol, rtol=rtol)
+            if bad.any():
+                k, c = (int(i) for i in np.argwhere(bad)[0])
+                what = ("x", "y", "score")[c]
+                return f"person {m} keypoint {k} {what}: {a[k, c]!r} vs {b[k, c]!r} ({a[k]} vs {b[k]})"
+            if not np.isclose(self.scores[m], other.scores[m], atol=atol, rtol=rtol):
+                return f"person {m} score: {self.scores[m]!r} vs {other.scores[m]!r}"
+        return ""

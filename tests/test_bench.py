@@ -186,21 +186,23 @@ def test_backend_all_skips_missing(small_model: str, monkeypatch: pytest.MonkeyP
     assert "onnxruntime" not in [s["backend"] for s in report["skipped"]]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--model", "no/such/model.onnx"], "model file not found"),
-    (["--frames", "5"], "--model is required"),
-    (["--decoder-only", "--maps", "{missing}"], "file not found"),
-    (["--decoder-only", "--maps", "{not_npz}"], "not an .npz file"),
-    (["--decoder-only", "--maps", "{no_pair}"], "no '<prefix>heatmap'"),
-    (["--decoder-only", "--maps", "{nan_maps}"], "NaN"),
-    (["--decoder-only", "--images", "."], "not used with --decoder-only"),
-    (["--decoder-only", "--input", "368"], "needs HEIGHTxWIDTH"),
-    (["--decoder-only", "--people", "1,x"], "--people"),
-    (["--batch", "0"], "--batch"),
-    (["--warmup", "-1"], "--warmup"),
-    (["--images", "{missing}", "--model", "{model}"], "not a folder"),
+@pytest.mark.parametrize("argv, needle, code", [
+    (["--model", "no/such/model.onnx"], "model file not found", 1),
+    (["--frames", "5"], "--model is required", 1),
+    (["--decoder-only", "--maps", "{missing}"], "file not found", 1),
+    (["--decoder-only", "--maps", "{not_npz}"], "not an .npz file", 1),
+    (["--decoder-only", "--maps", "{no_pair}"], "no '<prefix>heatmap'", 1),
+    (["--decoder-only", "--maps", "{nan_maps}"], "NaN", 1),
+    (["--decoder-only", "--images", "."], "not used with --decoder-only", 1),
+    (["--decoder-only", "--input", "368"], "needs HEIGHTxWIDTH", 1),
+    (["--decoder-only", "--people", "1,x"], "--people", 2),
+    (["--batch", "0"], "--batch", 2),
+    (["--warmup", "-1"], "--warmup", 2),
+    (["--images", "{missing}", "--model", "{model}"], "not a folder", 1),
 ])
-def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list, needle: str) -> None:
+def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list, needle: str,
+                                  code: int) -> None:
+    """Exit 2 where argparse rejects a value (usage), 1 for a command line that fails later."""
     not_npz = tmp_path / "maps.npz"
     not_npz.write_text("not an archive")
     no_pair = tmp_path / "other.npz"
@@ -212,7 +214,7 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
     subst = {"missing": str(tmp_path / "missing"), "not_npz": str(not_npz), "no_pair": str(no_pair),
              "nan_maps": str(nan_maps), "model": str(model)}
     argv = [a.format(**subst) for a in argv]
-    assert main(["bench", *argv]) != 0
+    assert main(["bench", *argv]) == code
     assert needle in _one_error_line(capsys.readouterr().err)
 
 

@@ -83,7 +83,8 @@ def test_bad_input_is_a_clear_error(golden, case):
     with pytest.raises(error, match=pattern):
         dec.decode(args.pop("heatmap"), args.pop("paf"), **args)
     h, p, layout, want = golden
-    assert dec.decode(h, p, heatmap_stride=8, layout=layout)[0].equals(want) is None
+    again = dec.decode(h, p, heatmap_stride=8, layout=layout)[0]
+    assert again.allclose(want), again.diff(want)
 
 
 BAD_TOPOLOGY = [
@@ -139,16 +140,38 @@ def test_broadcast_huge_maps_stay_bounded():
 
 @pytest.mark.parametrize("matching", ["greedy", "optimal"])
 def test_every_pixel_a_peak_is_capped(matching):
-    """A lattice with a peak in every other cell of every other row (4096 per channel) and a PAF
-    that passes every pair: max_peaks, the per-limb candidate bound and max_persons keep it bounded."""
+    """A lattice with a peak in every other cell of every other row (4096 per channel, 3x3 NMS) and
+    a PAF that passes every pair: max_peaks, the per-limb candidate bound and max_persons keep it
+    bounded, and the peaks kept are the strongest. Strength grows down the rows, so keeping the
+    first peaks in raster order would keep the weakest."""
     side = 128
+    rows = side // 2  # lattice rows, row r at map row 2r
     h = np.zeros((side, side, N + 1), np.float32)
-    h[::2, ::2, :N] = 1.0 - np.arange(side // 2, dtype=np.float32)[:, None, None] * 1e-3
+    h[::2, ::2, :N] = 1.0 - (rows - 1 - np.arange(rows, dtype=np.float32))[:, None, None] * 1e-3
     p = np.broadcast_to(np.float32(0.7), (side, side, 2 * K))
-    config = DecoderConfig(max_peaks=1024, max_persons=25, matching=matching, min_parts=1, min_person_score=0.0)
+
+    def lattice_rows(y: np.ndarray) -> np.ndarray:
+        """The lattice row of each keypoint y (no refinement moves a peak whose neighbours are 0)."""
+        r = ((y + 0.5) / 8 - 0.5) / 2
+        assert np.array_equal(r, np.round(r))
+        return r.astype(int)
+
+    config = DecoderConfig(max_peaks=1024, max_persons=25, matching=matching, min_parts=1, min_person_score=0.0,
+                           nms_radius=1)
     poses = Decoder(config=config).decode(h, p, heatmap_stride=8)
     assert 1 <= len(poses) <= 25
     assert np.all(np.isfinite(poses.scores))
+    # The strongest 1024 peaks of a channel are its last 16 lattice rows (64 peaks each).
+    found = poses.keypoints[poses.visible]
+    assert lattice_rows(found[:, 1]).min() >= rows - 1024 // 64 and found[:, 2].max() == 1.0
+    # With room for every kept peak as a person (min_parts 1), each channel shows exactly its
+    # strongest max_peaks peaks, each once.
+    poses = Decoder(config=config.replace(max_peaks=512, max_persons=10000)).decode(h, p, heatmap_stride=8)
+    assert poses.visible.sum() == N * 512
+    for c in range(N):
+        xy = poses.keypoints[poses.visible[:, c], c, :2]
+        assert len({(x, y) for x, y in xy.tolist()}) == 512
+        assert np.array_equal(np.unique(lattice_rows(xy[:, 1])), np.arange(rows - 512 // 64, rows)), c
 
 
 LAYOUTS = st.sampled_from(["NHWC", "NCHW"])

@@ -18,7 +18,10 @@ def test_one_version_everywhere():
     assert _decoder.__version__ == edgepose.__version__
     from pathlib import Path
 
-    import tomllib
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # Python 3.9 / 3.10: the same parser as a package (a [test] extra there)
+        import tomli as tomllib
 
     meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert meta["project"]["dynamic"] == ["version"]  # read from edgepose/_version.py, nowhere else
@@ -90,12 +93,39 @@ def test_decoder_config_rejects_bad_values_by_name(field, value):
         DecoderConfig().replace(**{field: value})
 
 
+# TAO's reference post-processing as ../shared/design/tao_bodyposenet.md documents it (section
+# "TAO's reference post-processing"), in DecoderConfig's terms (docs/decoder.md).
+TAO_DOCUMENTED = {
+    "peak_threshold": 0.1,  # step 3: local maxima above heatmap_threshold = 0.1
+    "nms_radius": 1,  # step 3: a 3x3 window
+    "refine": "none",  # step 3: no sub-pixel refinement
+    "paf_samples": 10,  # step 4: 10 samples on the segment ...
+    "paf_sample_step": 0.0,  # ... whatever its length
+    "paf_threshold": 0.05,  # step 4: a sample counts when the projection exceeds 0.05
+    "min_sample_fraction": 0.9,  # step 4: more than 80% must count, i.e. 9 of 10
+    "limb_score": "mean_passing",  # step 4: score = mean of the counting samples
+    "length_prior": 0.0,  # step 4: nothing else in the score ...
+    "min_limb_score": 0.0,  # ... and no limb-score cut beyond the sample count
+    "peak_score_weight": 0.0,  # step 5: matched by that score alone
+    "matching": "greedy",  # step 5: greedy per limb by descending score, each peak once
+    "nearest_partners": 0,  # step 5: every candidate pair is scored, not only near ones
+    "assembly_order": "limb",  # step 6: limb by limb
+    "merge": True,  # step 6: grow or merge person rows
+    "min_parts": 4,  # step 6: drop persons with fewer than 4 parts ...
+    "min_person_score": 0.4,  # ... or a mean score below 0.4
+    "person_score": "tao",  # step 6: person score = 1 - 1/total
+}
+
+
 def test_decoder_config_presets():
-    tao = DecoderConfig.tao()
-    assert (tao.peak_threshold, tao.paf_threshold, tao.paf_samples, tao.min_parts, tao.min_person_score) == (
-        0.1, 0.05, 10, 4, 0.4)
-    assert tao.refine == "none" and tao.matching == "greedy"
-    assert DecoderConfig.ideal().min_parts == 1
+    tao = DecoderConfig.tao().to_dict()
+    default = DecoderConfig().to_dict()
+    # Every field: the documented value, or (what the document does not set: the caps and the
+    # fragment exponent, which person_score "tao" does not use) edgepose's default.
+    want = {name: TAO_DOCUMENTED.get(name, value) for name, value in default.items()}
+    assert set(TAO_DOCUMENTED) <= set(default)
+    assert tao == want
+    assert DecoderConfig.ideal().to_dict() == {**default, "min_parts": 1, "min_person_score": 0.0, "nms_radius": 1}
     assert json.loads(json.dumps(DecoderConfig().to_dict())) == DecoderConfig().to_dict()
 
 
@@ -115,6 +145,38 @@ def test_poses_value_semantics():
         Poses(np.zeros((2, 17, 3)), np.zeros(2))
     with pytest.raises(ValueError, match="scores"):
         Poses(kp, np.zeros(2))
+
+
+def test_poses_allclose_compares_keypoints_visibility_and_scores():
+    kp = np.zeros((2, 18, 3), np.float32)
+    kp[:, 0] = [[100, 200, 0.9], [300, 40, 0.8]]
+    kp[0, 1] = (110, 220, 0.7)
+    p = Poses(kp, np.array([0.9, 0.8]))
+    assert p.allclose(p) is True and p.diff(p) == ""
+    assert p.allclose(Poses(kp.copy(), np.array([0.9, 0.8]))) is True
+
+    def changed(**edits) -> Poses:
+        k, sc = kp.copy(), np.array([0.9, 0.8], np.float32)
+        for (m, c, i), v in edits.get("kp", {}).items():
+            k[m, c, i] = v
+        for m, v in edits.get("score", {}).items():
+            sc[m] = v
+        return Poses(k, sc)
+
+    moved = changed(kp={(1, 0, 0): 300.01})
+    assert not p.allclose(moved) and "person 1 keypoint 0 x" in p.diff(moved)
+    assert p.allclose(moved, atol=0.02) and not p.allclose(moved, atol=0.005)
+    assert p.allclose(moved, rtol=1e-4) and p.diff(moved, rtol=1e-4) == ""  # 0.01 <= 1e-4 * 300
+    rescored = changed(score={0: 0.91})
+    assert not p.allclose(rescored) and p.diff(rescored).startswith("person 0 score")
+    assert not p.allclose(changed(kp={(0, 1, 2): 0.75}))  # a keypoint's score
+    assert "keypoint 1 score" in p.diff(changed(kp={(0, 1, 2): 0.75}))
+    lost = changed(kp={(0, 1, 0): 0, (0, 1, 1): 0, (0, 1, 2): 0})
+    assert not p.allclose(lost, atol=1e3) and "keypoints found differ" in p.diff(lost, atol=1e3)
+    assert not p.allclose(p[:1]) and p.diff(p[:1]) == "2 persons vs 1"
+    assert not p.allclose(p[::-1], atol=1e-3)  # order matters
+    other = Topology("t18", tuple(f"k{i}" for i in range(18)), ((0, 1),), ((0, 1),), (True,))
+    assert not p.allclose(Poses(kp, p.scores, other)) and "topology" in p.diff(Poses(kp, p.scores, other))
 
 
 def test_import_is_light():

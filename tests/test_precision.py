@@ -57,8 +57,9 @@ def test_quantization_of_real_models(tmp_path: Path) -> None:
     assert onnx_quantization(need(THIN).read_bytes()) == Quantization()
     with pytest.raises(ModelFormatError, match="m.onnx: not a valid ONNX model"):
         onnx_quantization(need(THIN).read_bytes()[:5000], "m.onnx")
-    calibrate = pytest.importorskip("tools.calibrate")
     pytest.importorskip("onnxruntime.quantization")
+    from tools import calibrate
+
     qdq = tmp_path / "thin.int8.onnx"
     calibrate.calibrate(THIN, [need(PEOPLE)], int8_onnx=qdq, method="minmax", input_size=(184, 216))
     quant = onnx_quantization(qdq.read_bytes())
@@ -100,8 +101,9 @@ def test_fp16_conversion_keeps_the_poses(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_convert_refuses_what_tensorrt_cannot_build(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The model-only rules fail on any machine, before TensorRT is needed."""
-    calibrate = pytest.importorskip("tools.calibrate")
     pytest.importorskip("onnxruntime.quantization")
+    from tools import calibrate
+
     qdq = tmp_path / "thin.int8.onnx"
     calibrate.calibrate(THIN, [need(PEOPLE)], int8_onnx=qdq, method="minmax", input_size=(184, 216))
     cases = [

@@ -1,7 +1,7 @@
 """The C++ decoder (edgepose.decode) against the numpy reference (edgepose._reference).
 
 Both implement docs/decoder.md. They must find the same persons in the same order, with the same
-keypoints present, positions within 0.5 px and scores within 1e-4, on real network outputs (three
+keypoints present, positions within 1e-3 px and scores within 1e-4, on real network outputs (three
 models, NHWC and NCHW) and on maps rendered from every coco_mini image's annotations. The last
 tests check the reference itself against facts that do not depend on either decoder.
 """
@@ -22,7 +22,7 @@ from edgepose.results import Poses
 from edgepose.topology import BODYPOSENET, coco17_to_topology
 
 STRIDE = 8
-XY_TOL = 0.5  # px
+XY_TOL = 1e-3  # px (both compute in double; measured: they agree within 1e-6 px on every case here)
 SCORE_TOL = 1e-4
 
 CONFIGS: Dict[str, DecoderConfig] = {
@@ -312,4 +312,4 @@ def test_limb_ends_are_capped_alike(min_parts):
     pairs = int(np.sum(cpp.visible.sum(axis=1) == 2))
     assert pairs == MAX_LIMB_PEAKS
     assert len(cpp) == (MAX_LIMB_PEAKS if min_parts == 2 else 2 * 256 - MAX_LIMB_PEAKS)
-    assert cpp.equals(ref, atol=1e-6) is None
+    assert cpp.allclose(ref, atol=1e-6), cpp.diff(ref, atol=1e-6)

@@ -25,10 +25,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 pytest.importorskip("onnxruntime.quantization", reason="the calibrator needs onnxruntime's quantization tools")
-calibrate = pytest.importorskip("tools.calibrate")
-
 from edgepose.errors import InputError, ModelFormatError  # noqa: E402
 from edgepose.formats.calib import CalibrationCache, read_calibration_cache  # noqa: E402
+from tools import calibrate  # noqa: E402  (the project's own module: a broken import is an error, not a skip)
 
 
 @pytest.fixture(scope="module")

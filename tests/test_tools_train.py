@@ -156,9 +156,9 @@ def test_export_has_the_deployable_interface(tmp_path):
 
 
 def test_etlt_packing_round_trips(tmp_path):
-    etlt = pytest.importorskip("edgepose.formats.etlt", reason="edgepose has no .etlt support here")
     pytest.importorskip("cryptography", reason=".etlt needs cryptography")
     from edgepose import EdgePose
+    from edgepose.formats import etlt
     from tools.train.export import pack_etlt
 
     trainer = Trainer(_config(tmp_path), torch.device("cpu"), progress=False)

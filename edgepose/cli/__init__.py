@@ -26,7 +26,7 @@ from typing import List, NoReturn, Optional, Sequence
 
 from .._version import __version__
 from ..errors import EdgePoseError
-from ._common import one_line
+from ._common import one_line, plain_text
 
 __all__ = ["main", "build_parser", "commands"]
 
@@ -41,6 +41,10 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        # Descriptions are the commands' docstrings: shown without their reST markup.
+        return plain_text(super().format_help())
 
 
 def commands() -> List[ModuleType]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "read_image",
     "Reporter",
     "one_line",
+    "plain_text",
     "positive_int",
 ]
 
@@ -201,21 +203,29 @@ def read_image(path: Path) -> Any:
 
 
 class Reporter:
-    """Messages and an optional progress bar on one stream (stderr).
+    """Messages and optional progress on one stream (stderr).
 
-    The bar is drawn only when the stream is a terminal and ``total`` frames are expected (or an
-    unknown number, shown as a count); :meth:`message` clears it first so lines never interleave.
+    On a terminal, progress is a bar redrawn in place (``total`` frames expected, or an unknown
+    number shown as a count); :meth:`message` clears it first so lines never interleave. On
+    anything else (a log file, a pipe, CI), progress is one plain line every ``interval`` seconds,
+    ``prog: 40/130 frames, 3.1 fps``, so a long run is never silent.
     """
 
-    def __init__(self, prog: str, stream: Optional[IO[str]] = None, *, progress: bool = True) -> None:
+    INTERVAL = 10.0  # seconds between progress lines when the stream is not a terminal
+
+    def __init__(self, prog: str, stream: Optional[IO[str]] = None, *, progress: bool = True,
+                 interval: Optional[float] = None) -> None:
         self.prog = prog
         self.stream = stream if stream is not None else sys.stderr
         isatty = getattr(self.stream, "isatty", None)
         self.show_bar = progress and bool(isatty and isatty())
+        self.show_lines = progress and not self.show_bar
+        self.interval = self.INTERVAL if interval is None else interval
         self.total: Optional[int] = None
         self.done = 0
         self._start = time.perf_counter()
         self._last_draw = 0.0
+        self._last_line = self._start
         self._bar_visible = False
 
     def message(self, text: str) -> None:
@@ -228,17 +238,30 @@ class Reporter:
         """Begin counting; ``total`` None or <= 0 means unknown."""
         self.total = total if total and total > 0 else None
         self.done = 0
-        self._start = time.perf_counter()
+        self._start = self._last_line = time.perf_counter()
         self._draw(force=True)
 
     def advance(self, n: int = 1) -> None:
         self.done += n
         self._draw()
+        self._line()
 
     def finish(self) -> None:
-        """Remove the bar for good (the final counts belong in a summary message)."""
+        """Stop the progress for good (the final counts belong in a summary message)."""
         self._clear()
-        self.show_bar = False
+        self.show_bar = self.show_lines = False
+
+    def _counts(self, now: float) -> str:
+        rate = self.done / max(now - self._start, 1e-9)
+        done = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        return f"{done} frames, {rate:.1f} fps"
+
+    def _line(self) -> None:
+        """The plain progress line, at most every ``interval`` seconds (stream not a terminal)."""
+        now = time.perf_counter()
+        if self.show_lines and now - self._last_line >= self.interval:
+            self._last_line = now
+            print(f"{self.prog}: {self._counts(now)}", file=self.stream, flush=True)
 
     def _clear(self) -> None:
         if self._bar_visible:
@@ -266,6 +289,14 @@ class Reporter:
         self.stream.write("\r\x1b[2K" + line)
         self.stream.flush()
         self._bar_visible = True
+
+
+_MARKUP = re.compile(r":[a-z]+:`~?([^`]+)`|``([^`]+)``")
+
+
+def plain_text(text: str) -> str:
+    """``text`` (a docstring) without reST markup, as a terminal shows it: ``x`` and :role:`x` -> x."""
+    return _MARKUP.sub(lambda m: (m.group(1) or m.group(2)), text)
 
 
 def one_line(error: BaseException) -> str:
