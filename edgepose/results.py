@@ -132,9 +132,11 @@ class Poses:
         return self.keypoints[:, list(m)]
 
     def to_supervision(self) -> Any:
-        """A ``supervision.KeyPoints`` (COCO-17 order, as supervision's annotators expect): ``xy``
-        (M, 17, 2), ``confidence`` (M, 17), ``class_id`` zeros (person), and ``data`` holding
-        ``"score"`` (M,) and, when tracked, ``"tracker_id"`` (M,). Imports supervision only here.
+        """A ``supervision.KeyPoints`` in COCO-17 order (as supervision's annotators expect): ``xy``
+        (M, 17, 2), the keypoint scores (M, 17), ``class_id`` zeros (person), the person scores, and,
+        when tracked, ``data["tracker_id"]`` (M,). supervision >= 0.29 gets them as
+        ``keypoint_confidence``, ``detection_confidence`` and ``visible``; older versions as
+        ``confidence`` with the person scores in ``data["score"]``. Imports supervision only here.
 
         Raises:
             BackendUnavailable: supervision is not installed (``pip install supervision``).
@@ -146,12 +148,20 @@ class Poses:
 
             raise BackendUnavailable(f"Poses.to_supervision needs the supervision package ({e}); "
                                      "install it with `pip install supervision`") from None
+        import inspect
+
         k17 = self.to_coco17()
-        data: Dict[str, Any] = {"score": self.scores.copy()}
+        conf = np.ascontiguousarray(k17[:, :, 2])
+        data: Dict[str, Any] = {}
         if self.ids is not None:
             data["tracker_id"] = self.ids.copy()
-        return sv.KeyPoints(xy=np.ascontiguousarray(k17[:, :, :2]), confidence=np.ascontiguousarray(k17[:, :, 2]),
-                            class_id=np.zeros(len(self), int), data=data)
+        kwargs: Dict[str, Any] = {"xy": np.ascontiguousarray(k17[:, :, :2]), "class_id": np.zeros(len(self), int)}
+        if "keypoint_confidence" in inspect.signature(sv.KeyPoints.__init__).parameters:
+            kwargs.update(keypoint_confidence=conf, detection_confidence=self.scores.copy(), visible=conf > 0)
+        else:
+            kwargs["confidence"] = conf
+            data["score"] = self.scores.copy()
+        return sv.KeyPoints(data=data, **kwargs)
 
     def with_keypoints(self, keypoints: np.ndarray) -> Poses:
         """The same persons (scores, topology, ids) with other ``keypoints`` (M, N, 3)."""
