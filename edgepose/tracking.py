@@ -15,8 +15,9 @@ The algorithm (docs/tracking.md has it step by step, with every parameter):
   a Kalman filter on boxes.
 - **Similarity.** Object keypoint similarity (OKS, the COCO metric) between a track's predicted
   keypoints and a detection's, over the keypoints both have, with COCO's per-keypoint sigmas (the
-  neck, which COCO lacks, takes the shoulders'); the scale is the track's keypoint box, widened
-  while the track is lost. Blended with the IoU of the two keypoint boxes (``iou_weight``).
+  neck, which COCO lacks, takes the shoulders'); the scale is the track's keypoint box, and the
+  prediction's uncertainty, growing with the time since the track was last matched, widens it.
+  Blended with the IoU of the two keypoint boxes (``iou_weight``).
 - **Two-stage association** as in ByteTrack (Zhang et al., "ByteTrack: Multi-Object Tracking by
   Associating Every Detection Box", ECCV 2022): whole persons (score >= ``high_score`` with at
   least ``min_parts`` keypoints) are matched first to every confirmed track, lost ones included;
@@ -161,7 +162,8 @@ class PoseTracker:
         iou_weight: weight of keypoint-box IoU in the similarity (the rest is OKS).
         velocity_gain: how fast the velocity estimate follows a new measurement (0..1].
         keypoint_memory: frames a keypoint not seen is still predicted and compared.
-        lost_scale_growth: the OKS scale of a lost track grows by this fraction per frame lost.
+        motion_noise: the uncertainty of a prediction, in person sizes (square root of the
+            keypoint box area) per second since the track's last match; added to the OKS variance.
         min_cutoff, beta, d_cutoff: the One Euro filter's parameters (Hz, s/px, Hz).
         smooth_max_gap: frames a keypoint may be missing before its filter restarts.
 
@@ -172,7 +174,7 @@ class PoseTracker:
                  min_parts: int = 5, match_threshold: float = 0.2, low_match_threshold: float = 0.3,
                  new_track_score: float = 0.5, new_track_parts: int = 6, max_lost: int = 30, min_hits: int = 2,
                  iou_weight: float = 0.3, velocity_gain: float = 0.5, keypoint_memory: int = 10,
-                 lost_scale_growth: float = 0.1, min_cutoff: float = 1.0, beta: float = 0.05,
+                 motion_noise: float = 1.5, max_motion: float = 0.5, min_cutoff: float = 1.0, beta: float = 0.05,
                  d_cutoff: float = 1.0, smooth_max_gap: int = 2) -> None:
         def number(name: str, value: float, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
             v = float(value)
@@ -200,7 +202,8 @@ class PoseTracker:
         self.iou_weight = number("iou_weight", iou_weight, 0.0, 1.0)
         self.velocity_gain = number("velocity_gain", velocity_gain, 0.0, 1.0, lo_open=True)
         self.keypoint_memory = count("keypoint_memory", keypoint_memory, 0)
-        self.lost_scale_growth = number("lost_scale_growth", lost_scale_growth, 0.0, 10.0)
+        self.motion_noise = number("motion_noise", motion_noise, 0.0, 100.0)
+        self.max_motion = number("max_motion", max_motion, 0.0, 100.0)
         self.smooth_max_gap = count("smooth_max_gap", smooth_max_gap, 0)
         self.filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
         self._next_id = 1
@@ -353,11 +356,15 @@ class PoseTracker:
         pred = self._kp + self._vel[:, None, :] * dt  # constant velocity
         known = self._age <= self.keypoint_memory
         box_t = _boxes(pred, known)
-        area = np.prod(box_t[:, 2:] - box_t[:, :2], axis=1)
-        area = np.maximum(area, _MIN_AREA) * (1.0 + self.lost_scale_growth * self._lost) ** 2
+        area = np.maximum(np.prod(box_t[:, 2:] - box_t[:, :2], axis=1), _MIN_AREA)
+        # Per-keypoint variance: COCO's (area * k^2, k = 2 sigma), plus the prediction's own
+        # uncertainty, growing with the time since the last match, in person sizes per second
+        # (three times more while the velocity is unknown).
+        motion = np.minimum(self.motion_noise * np.where(self._hits > 1, 1.0, 3.0) * (t - self._t), self.max_motion)
+        var = area[:, None] * self._sigma_var[None, :] + (motion * motion * area)[:, None]
         d2 = ((pred[:, None] - det_xy[None]) ** 2).sum(axis=3)  # (T, M, N)
         common = known[:, None, :] & vis[None, :, :]
-        e = d2 / (2.0 * area[:, None, None] * self._sigma_var[None, None, :])
+        e = d2 / (2.0 * var[:, None, :])
         n_common = common.sum(axis=2)
         oks = np.where(common, np.exp(-e), 0.0).sum(axis=2) / np.maximum(n_common, 1)
         if self.iou_weight > 0:
@@ -450,7 +457,7 @@ class PoseTracker:
         """The tracker's parameters, as passed (for reports and benchmarks)."""
         names = ("smooth", "fps", "high_score", "low_score", "min_parts", "match_threshold", "low_match_threshold",
                  "new_track_score", "new_track_parts", "max_lost", "min_hits", "iou_weight", "velocity_gain",
-                 "keypoint_memory", "lost_scale_growth", "smooth_max_gap")
+                 "keypoint_memory", "motion_noise", "max_motion", "smooth_max_gap")
         out = {k: getattr(self, k) for k in names}
         out.update(min_cutoff=self.filter.min_cutoff, beta=self.filter.beta, d_cutoff=self.filter.d_cutoff)
         return out
