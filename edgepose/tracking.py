@@ -117,7 +117,7 @@ class OneEuroFilter:
     holds the step, shared with anyone filtering points of their own.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.08, d_cutoff: float = 1.0) -> None:
         for name, value in (("min_cutoff", min_cutoff), ("beta", beta), ("d_cutoff", d_cutoff)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
@@ -127,9 +127,9 @@ class OneEuroFilter:
 
     @staticmethod
     def _alpha(cutoff: np.ndarray, dt: np.ndarray) -> np.ndarray:
-        # The smoothing factor of a first-order low-pass of this cutoff over dt: 1 / (1 + tau / dt).
-        tau = 1.0 / (2.0 * np.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
+        # The smoothing factor of a first-order low-pass of this cutoff over dt: 1 / (1 + tau / dt),
+        # tau = 1 / (2 pi cutoff).
+        return dt / (dt + 1.0 / (2.0 * np.pi * cutoff))
 
     def step(self, x: np.ndarray, x_prev: np.ndarray, dx_prev: np.ndarray, dt: np.ndarray
              ) -> Tuple[np.ndarray, np.ndarray]:
@@ -138,7 +138,7 @@ class OneEuroFilter:
         dt = dt[..., None]
         dx = (x - x_prev) / dt
         dx_hat = dx_prev + self._alpha(self.d_cutoff, dt) * (dx - dx_prev)
-        speed = np.sqrt((dx_hat * dx_hat).sum(axis=-1, keepdims=True))
+        speed = np.sqrt(np.einsum("...k,...k->...", dx_hat, dx_hat))[..., None]
         a = self._alpha(self.min_cutoff + self.beta * speed, dt)
         return x_prev + a * (x - x_prev), dx_hat
 
@@ -174,7 +174,7 @@ class PoseTracker:
                  min_parts: int = 5, match_threshold: float = 0.2, low_match_threshold: float = 0.3,
                  new_track_score: float = 0.5, new_track_parts: int = 6, max_lost: int = 30, min_hits: int = 2,
                  iou_weight: float = 0.3, velocity_gain: float = 0.5, keypoint_memory: int = 10,
-                 motion_noise: float = 1.5, max_motion: float = 0.5, min_cutoff: float = 1.0, beta: float = 0.05,
+                 motion_noise: float = 1.5, max_motion: float = 0.5, min_cutoff: float = 1.0, beta: float = 0.08,
                  d_cutoff: float = 1.0, smooth_max_gap: int = 2) -> None:
         def number(name: str, value: float, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
             v = float(value)
@@ -293,20 +293,22 @@ class PoseTracker:
         ids = np.full(len(poses), -1, np.int64)
         matched = np.flatnonzero(det_track >= 0)
         ids[matched] = self._id[det_track[matched]]
-        out = poses.with_ids(ids)
+        keypoints = poses.keypoints
         if self.smooth:
             tracked = matched[ids[matched] >= 0]
             if len(tracked):
-                out = self._smooth(out, tracked, det_track[tracked], t)
-        return out
+                keypoints = self._smooth(keypoints, tracked, det_track[tracked], t)
+        return Poses(keypoints, poses.scores, poses.topology, ids)
 
     def _associate(self, poses: Poses, t: float) -> np.ndarray:
         """Match, update, drop and start tracks; returns (M,) the track index of each person, or -1."""
         m = len(poses)
         det_xy = poses.keypoints[:, :, :2].astype(np.float64)
-        vis = (poses.keypoints[:, :, 2] > 0) & np.isfinite(det_xy).all(axis=2)
+        vis = (poses.keypoints[:, :, 2] > 0) & np.isfinite(det_xy.sum(axis=2))
+        self._vis = vis  # for _smooth
+        det_xy[~vis] = 0.0  # a non-finite coordinate of a missing keypoint must not reach the sums
         parts = vis.sum(axis=1)
-        score = np.nan_to_num(poses.scores.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        score = np.where(np.isfinite(poses.scores), poses.scores, 0.0)
         whole = (parts >= self.min_parts) & (score >= self.high_score)
         low = ~whole & (parts > 0) & (score >= self.low_score)
         det_track = np.full(m, -1, np.int64)  # the track index each person is matched to
@@ -352,21 +354,22 @@ class PoseTracker:
 
     def _similarity(self, det_xy: np.ndarray, vis: np.ndarray, t: float) -> np.ndarray:
         """(T, M) blended OKS / IoU of every track's prediction with every person."""
-        dt = (t - self._t)[:, None, None]
-        pred = self._kp + self._vel[:, None, :] * dt  # constant velocity
+        since = t - self._t
+        pred = self._kp + self._vel[:, None, :] * since[:, None, None]  # constant velocity
         known = self._age <= self.keypoint_memory
         box_t = _boxes(pred, known)
-        area = np.maximum(np.prod(box_t[:, 2:] - box_t[:, :2], axis=1), _MIN_AREA)
+        size = box_t[:, 2:] - box_t[:, :2]
+        area = np.maximum(size[:, 0] * size[:, 1], _MIN_AREA)
         # Per-keypoint variance: COCO's (area * k^2, k = 2 sigma), plus the prediction's own
         # uncertainty, growing with the time since the last match, in person sizes per second
         # (three times more while the velocity is unknown).
-        motion = np.minimum(self.motion_noise * np.where(self._hits > 1, 1.0, 3.0) * (t - self._t), self.max_motion)
-        var = area[:, None] * self._sigma_var[None, :] + (motion * motion * area)[:, None]
-        d2 = ((pred[:, None] - det_xy[None]) ** 2).sum(axis=3)  # (T, M, N)
+        motion = np.minimum(self.motion_noise * np.where(self._hits > 1, 1.0, 3.0) * since, self.max_motion)
+        var = area[:, None] * (self._sigma_var[None, :] + (motion * motion)[:, None])
+        diff = pred[:, None] - det_xy[None]
+        d2 = np.einsum("tmnk,tmnk->tmn", diff, diff)  # (T, M, N)
         common = known[:, None, :] & vis[None, :, :]
-        e = d2 / (2.0 * var[:, None, :])
-        n_common = common.sum(axis=2)
-        oks = np.where(common, np.exp(-e), 0.0).sum(axis=2) / np.maximum(n_common, 1)
+        e = np.exp(d2 * (-0.5 / var)[:, None, :]) * common
+        oks = e.sum(axis=2) / np.maximum(common.sum(axis=2), 1)
         if self.iou_weight > 0:
             return (1.0 - self.iou_weight) * oks + self.iou_weight * _iou(box_t, _boxes(det_xy, vis))
         return oks
@@ -431,23 +434,21 @@ class PoseTracker:
         det_track[cand] = np.arange(len(self._id) - k, len(self._id))
 
     # -- smoothing ---------------------------------------------------------------------------------------
-    def _smooth(self, poses: Poses, rows: np.ndarray, tr: np.ndarray, t: float) -> Poses:
-        """Poses with the keypoints of persons ``rows`` (matched to tracks ``tr``) filtered."""
-        kp = poses.keypoints.copy()
+    def _smooth(self, keypoints: np.ndarray, rows: np.ndarray, tr: np.ndarray, t: float) -> np.ndarray:
+        """A copy of ``keypoints`` with those of persons ``rows`` (matched to tracks ``tr``) filtered."""
+        kp = keypoints.copy()
         xy = kp[rows, :, :2].astype(np.float64)
-        vis = (kp[rows, :, 2] > 0) & np.isfinite(xy).all(axis=2)
+        vis = self._vis[rows]
         fresh = self._frame - self._fframe[tr] > self.smooth_max_gap + 1  # no state, or too old
-        dt = np.where(fresh, 1.0, t - self._ft[tr])
-        fx, fdx = self.filter.step(xy, self._fx[tr], self._fdx[tr], dt)
-        fx = np.where(fresh[:, :, None], xy, fx)
-        fdx = np.where(fresh[:, :, None], 0.0, fdx)
-        v3 = vis[:, :, None]
-        self._fx[tr] = np.where(v3, fx, self._fx[tr])
-        self._fdx[tr] = np.where(v3, fdx, self._fdx[tr])
+        fx, fdx = self.filter.step(xy, self._fx[tr], self._fdx[tr], np.where(fresh, 1.0, t - self._ft[tr]))
+        keep = (fresh | ~vis)[:, :, None]  # restart from the measurement; a missing keypoint keeps its state
+        fx = np.where(keep, np.where(vis[:, :, None], xy, self._fx[tr]), fx)
+        fdx = np.where(keep, np.where(vis[:, :, None], 0.0, self._fdx[tr]), fdx)
+        self._fx[tr], self._fdx[tr] = fx, fdx
         self._ft[tr] = np.where(vis, t, self._ft[tr])
         self._fframe[tr] = np.where(vis, self._frame, self._fframe[tr])
-        kp[rows, :, :2] = np.where(v3, fx, xy).astype(np.float32)
-        return poses.with_keypoints(kp)
+        kp[rows, :, :2] = np.where(vis[:, :, None], fx, xy)
+        return kp
 
     def __repr__(self) -> str:
         return (f"<PoseTracker {len(self.track_ids)} tracks, frame {self._frame}"
