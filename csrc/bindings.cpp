@@ -15,6 +15,7 @@
 
 #include "assignment.hpp"
 #include "decoder.hpp"
+#include "tracking.hpp"
 
 namespace py = pybind11;
 using edgepose::DType;
@@ -257,6 +258,33 @@ py::array_t<std::int64_t> linear_assignment(const py::object& weights_obj, doubl
   return out;
 }
 
+// keypoint_similarity: the tracker's OKS matrix (edgepose/tracking.py), checked here.
+using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using U8 = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
+
+py::array_t<double> keypoint_similarity(const F64& pred, const U8& known, const F64& inv_var, const F64& det,
+                                        const U8& vis) {
+  if (pred.ndim() != 3 || pred.shape(2) != 2) fail("pred: expected shape (T, N, 2)");
+  if (det.ndim() != 3 || det.shape(2) != 2) fail("det: expected shape (M, N, 2)");
+  const py::ssize_t T = pred.shape(0), N = pred.shape(1), M = det.shape(0);
+  if (det.shape(1) != N) fail("det: " + std::to_string(det.shape(1)) + " keypoints, pred has " + std::to_string(N));
+  auto check = [](const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
+    if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols) {
+      fail(std::string(name) + ": expected shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")");
+    }
+  };
+  check(known, "known", T, N);
+  check(inv_var, "inv_var", T, N);
+  check(vis, "vis", M, N);
+  py::array_t<double> out({T, M});
+  {
+    py::gil_scoped_release release;
+    edgepose::keypoint_similarity(pred.data(), known.data(), inv_var.data(), T, det.data(), vis.data(), M, N,
+                                  out.mutable_data());
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_decoder, m) {
@@ -284,6 +312,12 @@ PYBIND11_MODULE(_decoder, m) {
         "with weight >= min_weight (> 0), a matching of maximum total weight, as an (P, 2) int64 array of "
         "(row, column) pairs in ascending row order. The decoder's optimal solver (shortest augmenting paths); "
         "releases the GIL; ValueError for a non-2-D or non-finite array or min_weight <= 0.");
+
+  m.def("keypoint_similarity", &keypoint_similarity, py::arg("pred"), py::arg("known"), py::arg("inv_var"),
+        py::arg("det"), py::arg("vis"),
+        "The tracker's (T, M) keypoint similarity: mean over the keypoints in both (known (T, N) and vis (M, N)) "
+        "of exp(-0.5 |pred - det|^2 inv_var), pred (T, N, 2), det (M, N, 2), inv_var (T, N); 0 where none is "
+        "shared. Releases the GIL.");
 
   bind_render(m);
 }

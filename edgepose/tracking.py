@@ -48,7 +48,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ._decoder import linear_assignment
+from ._decoder import keypoint_similarity, linear_assignment
 from .errors import InputError
 from .results import Poses
 from .topology import COCO17_KEYPOINTS, Topology
@@ -92,9 +92,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(A, B) IoU of boxes a (A, 4) and b (B, 4)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    wh = np.maximum(rb - lt, 0.0)
+    inter = wh[:, :, 0] * wh[:, :, 1]
+    sa, sb = a[:, 2:] - a[:, :2], b[:, 2:] - b[:, :2]
+    area_a, area_b = sa[:, 0] * sa[:, 1], sb[:, 0] * sb[:, 1]
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
@@ -291,7 +292,7 @@ class PoseTracker:
         self._frame += 1
         det_track = self._associate(poses, t)
         ids = np.full(len(poses), -1, np.int64)
-        matched = np.flatnonzero(det_track >= 0)
+        matched = (det_track >= 0).nonzero()[0]
         ids[matched] = self._id[det_track[matched]]
         keypoints = poses.keypoints
         if self.smooth:
@@ -324,16 +325,16 @@ class PoseTracker:
             )
             track_free = np.ones(n_tracks, bool)
             for track_ok, det_ok, threshold in stages:
-                rows = np.flatnonzero(track_ok & track_free)
-                cols = np.flatnonzero(det_ok & (det_track < 0))
+                rows = (track_ok & track_free).nonzero()[0]
+                cols = (det_ok & (det_track < 0)).nonzero()[0]
                 if not len(rows) or not len(cols):
                     continue
-                pairs = linear_assignment(sim[np.ix_(rows, cols)], threshold)
+                pairs = linear_assignment(sim[rows][:, cols], threshold)
                 if len(pairs):
                     tr, dj = rows[pairs[:, 0]], cols[pairs[:, 1]]
                     det_track[dj] = tr
                     track_free[tr] = False
-            matched_d = np.flatnonzero(det_track >= 0)
+            matched_d = (det_track >= 0).nonzero()[0]
             self._update_matched(det_track[matched_d], det_xy[matched_d], vis[matched_d], t)
             unmatched = track_free
         else:
@@ -343,7 +344,7 @@ class PoseTracker:
         self._lost[unmatched] += 1
         drop = unmatched & ((self._id < 0) | (self._lost > self.max_lost))
         if drop.any():
-            keep_idx = np.flatnonzero(~drop)
+            keep_idx = (~drop).nonzero()[0]
             remap = np.full(n_tracks, -1, np.int64)
             remap[keep_idx] = np.arange(len(keep_idx))
             self._keep(~drop)
@@ -365,11 +366,8 @@ class PoseTracker:
         # (three times more while the velocity is unknown).
         motion = np.minimum(self.motion_noise * np.where(self._hits > 1, 1.0, 3.0) * since, self.max_motion)
         var = area[:, None] * (self._sigma_var[None, :] + (motion * motion)[:, None])
-        diff = pred[:, None] - det_xy[None]
-        d2 = np.einsum("tmnk,tmnk->tmn", diff, diff)  # (T, M, N)
-        common = known[:, None, :] & vis[None, :, :]
-        e = np.exp(d2 * (-0.5 / var)[:, None, :]) * common
-        oks = e.sum(axis=2) / np.maximum(common.sum(axis=2), 1)
+        # OKS: the mean over the keypoints both have of exp(-d^2 / (2 var)) (C++, one pass).
+        oks = keypoint_similarity(pred, known, 1.0 / var, det_xy, vis)
         if self.iou_weight > 0:
             return (1.0 - self.iou_weight) * oks + self.iou_weight * _iou(box_t, _boxes(det_xy, vis))
         return oks
@@ -410,7 +408,7 @@ class PoseTracker:
                               & (score >= max(self.new_track_score, self.high_score)))
         if not len(cand):
             return
-        matched = np.flatnonzero(det_track >= 0)
+        matched = (det_track >= 0).nonzero()[0]
         if len(matched):
             # A person lying mostly inside one just matched is a fragment of it (or hidden behind it).
             inside = _inside(_boxes(det_xy[cand], vis[cand]), _boxes(det_xy[matched], vis[matched]))

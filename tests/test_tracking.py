@@ -266,3 +266,27 @@ def test_keypoint_sigmas_follow_coco_and_the_neck_takes_the_shoulders():
     assert s[names.index("nose")] == 0.026 and s[names.index("left_hip")] == 0.107
     assert s[names.index("neck")] == pytest.approx(0.079)
     assert s.shape == (18,)
+
+
+def test_cxx_keypoint_similarity_is_the_oks_formula(persons):
+    from edgepose._decoder import keypoint_similarity
+
+    rng = np.random.default_rng(5)
+    pred = np.concatenate([persons.translate(300, 300).xy, persons.translate(310, 290).xy]).astype(np.float64)
+    known = np.concatenate([persons.visible, persons.visible & (rng.random((4, 18)) < 0.7)])
+    det = (persons.translate(305, 296).xy + rng.normal(0, 3, (4, 18, 2))).astype(np.float64)
+    vis = persons.visible & (rng.random((4, 18)) < 0.8)
+    inv_var = 1.0 / rng.uniform(20, 900, (8, 18))
+    got = keypoint_similarity(pred, known, inv_var, det, vis)
+    want = np.zeros((8, 4))
+    for t in range(8):
+        for m in range(4):
+            both = known[t] & vis[m]
+            d2 = ((pred[t, both] - det[m, both]) ** 2).sum(axis=1)
+            want[t, m] = np.exp(-0.5 * d2 * inv_var[t, both]).mean() if both.any() else 0.0
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-15) and want.max() > 0.3
+    assert keypoint_similarity(pred[:0], known[:0], inv_var[:0], det, vis).shape == (0, 4)
+    with pytest.raises(ValueError, match="det"):
+        keypoint_similarity(pred, known, inv_var, det[:, :17], vis[:, :17])
+    with pytest.raises(ValueError, match="vis"):
+        keypoint_similarity(pred, known, inv_var, det, vis[:3])
