@@ -285,6 +285,43 @@ py::array_t<double> keypoint_similarity(const F64& pred, const U8& known, const 
   return out;
 }
 
+// one_euro_step: the tracker's smoothing, in place on its state arrays (exact dtypes, C order).
+template <typename T>
+T* state_array(py::array& a, const char* name, py::ssize_t rows, py::ssize_t n, py::ssize_t last) {
+  const bool ok_type = py::isinstance<py::array_t<T>>(a);
+  const bool ok_shape = a.ndim() == (last ? 3 : 2) && a.shape(0) == rows && a.shape(1) == n &&
+                        (!last || a.shape(2) == last);
+  if (!ok_type || !ok_shape || !(a.flags() & py::array::c_style) || !a.writeable()) {
+    fail(std::string(name) + ": expected a writable C-contiguous state array of the tracker's shape and dtype");
+  }
+  return static_cast<T*>(a.mutable_data());
+}
+
+py::array_t<double> one_euro_step(py::array fx, py::array fdx, py::array ft, py::array fframe,
+                                  const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& tracks,
+                                  const F64& xy, const U8& vis, double t, std::int64_t frame, double min_cutoff,
+                                  double beta, double d_cutoff, std::int64_t max_gap) {
+  if (fx.ndim() != 3) fail("fx: expected shape (T, N, 2)");
+  const py::ssize_t T = fx.shape(0), N = fx.shape(1), R = tracks.size();
+  edgepose::OneEuroState s{state_array<double>(fx, "fx", T, N, 2), state_array<double>(fdx, "fdx", T, N, 2),
+                           state_array<double>(ft, "ft", T, N, 0), state_array<std::int64_t>(fframe, "fframe", T, N, 0),
+                           static_cast<std::int64_t>(N)};
+  if (xy.ndim() != 3 || xy.shape(0) != R || xy.shape(1) != N || xy.shape(2) != 2) fail("xy: expected (R, N, 2)");
+  if (vis.ndim() != 2 || vis.shape(0) != R || vis.shape(1) != N) fail("vis: expected (R, N)");
+  const std::int64_t* tr = tracks.data();
+  for (py::ssize_t r = 0; r < R; ++r) {
+    if (tr[r] < 0 || tr[r] >= T) fail("tracks: index " + std::to_string(tr[r]) + " out of range");
+  }
+  if (!(min_cutoff > 0) || !(d_cutoff > 0) || !(beta >= 0)) fail("one_euro_step: bad filter parameters");
+  const edgepose::OneEuroParams p{min_cutoff, beta, d_cutoff, max_gap};
+  py::array_t<double> out({R, N, py::ssize_t{2}});
+  {
+    py::gil_scoped_release release;
+    edgepose::one_euro_step(s, p, tr, R, xy.data(), vis.data(), t, frame, out.mutable_data());
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_decoder, m) {
@@ -318,6 +355,12 @@ PYBIND11_MODULE(_decoder, m) {
         "The tracker's (T, M) keypoint similarity: mean over the keypoints in both (known (T, N) and vis (M, N)) "
         "of exp(-0.5 |pred - det|^2 inv_var), pred (T, N, 2), det (M, N, 2), inv_var (T, N); 0 where none is "
         "shared. Releases the GIL.");
+
+  m.def("one_euro_step", &one_euro_step, py::arg("fx"), py::arg("fdx"), py::arg("ft"), py::arg("fframe"),
+        py::arg("tracks"), py::arg("xy"), py::arg("vis"), py::arg("t"), py::arg("frame"), py::arg("min_cutoff"),
+        py::arg("beta"), py::arg("d_cutoff"), py::arg("max_gap"),
+        "The tracker's One Euro step: filters xy (R, N, 2) of persons on tracks (R,), in place on the state "
+        "fx, fdx (T, N, 2) float64, ft (T, N) float64, fframe (T, N) int64; returns the output (R, N, 2).");
 
   bind_render(m);
 }

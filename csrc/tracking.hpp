@@ -12,4 +12,26 @@ namespace edgepose {
 void keypoint_similarity(const double* pred, const std::uint8_t* known, const double* inv_var, std::int64_t T,
                          const double* det, const std::uint8_t* vis, std::int64_t M, std::int64_t N, double* out);
 
+// One Euro filter state of T tracks x N keypoints (Casiez et al., CHI 2012), row-major:
+// x (T, N, 2) filtered positions, dx (T, N, 2) filtered velocities, time (T, N) of the last
+// update, frame (T, N) of the last update.
+struct OneEuroState {
+  double* x;
+  double* dx;
+  double* time;
+  std::int64_t* frame;
+  std::int64_t N;
+};
+
+struct OneEuroParams {
+  double min_cutoff, beta, d_cutoff;
+  std::int64_t max_gap;  // frames a keypoint may be missing before its filter restarts
+};
+
+// Filters the R persons' keypoints `xy` (R, N, 2) with flags `vis` (R, N), person r on track
+// tracks[r], at time `t` of frame `frame`, in place in `state`; writes the output to out (R, N, 2)
+// (a missing keypoint: its input, its state untouched; a keypoint without recent state restarts).
+void one_euro_step(OneEuroState state, const OneEuroParams& p, const std::int64_t* tracks, std::int64_t R,
+                   const double* xy, const std::uint8_t* vis, double t, std::int64_t frame, double* out);
+
 }  // namespace edgepose

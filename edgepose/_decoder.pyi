@@ -43,3 +43,20 @@ def keypoint_similarity(
 ) -> np.ndarray:
     """(T, M) mean over shared keypoints of exp(-0.5 |pred - det|^2 inv_var); the tracker's OKS."""
     ...
+def one_euro_step(
+    fx: np.ndarray,
+    fdx: np.ndarray,
+    ft: np.ndarray,
+    fframe: np.ndarray,
+    tracks: np.ndarray,
+    xy: np.ndarray,
+    vis: np.ndarray,
+    t: float,
+    frame: int,
+    min_cutoff: float,
+    beta: float,
+    d_cutoff: float,
+    max_gap: int,
+) -> np.ndarray:
+    """The tracker's One Euro step, in place on its state; returns the filtered (R, N, 2)."""
+    ...

@@ -48,7 +48,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ._decoder import keypoint_similarity, linear_assignment
+from ._decoder import keypoint_similarity, linear_assignment, one_euro_step
 from .errors import InputError
 from .results import Poses
 from .topology import COCO17_KEYPOINTS, Topology
@@ -433,19 +433,14 @@ class PoseTracker:
 
     # -- smoothing ---------------------------------------------------------------------------------------
     def _smooth(self, keypoints: np.ndarray, rows: np.ndarray, tr: np.ndarray, t: float) -> np.ndarray:
-        """A copy of ``keypoints`` with those of persons ``rows`` (matched to tracks ``tr``) filtered."""
+        """A copy of ``keypoints`` with those of persons ``rows`` (matched to tracks ``tr``) filtered:
+        :meth:`OneEuroFilter.step` per visible keypoint, in C++ on the tracker's state (a keypoint
+        missing for more than ``smooth_max_gap`` frames, or new, restarts at its measurement)."""
         kp = keypoints.copy()
-        xy = kp[rows, :, :2].astype(np.float64)
-        vis = self._vis[rows]
-        fresh = self._frame - self._fframe[tr] > self.smooth_max_gap + 1  # no state, or too old
-        fx, fdx = self.filter.step(xy, self._fx[tr], self._fdx[tr], np.where(fresh, 1.0, t - self._ft[tr]))
-        keep = (fresh | ~vis)[:, :, None]  # restart from the measurement; a missing keypoint keeps its state
-        fx = np.where(keep, np.where(vis[:, :, None], xy, self._fx[tr]), fx)
-        fdx = np.where(keep, np.where(vis[:, :, None], 0.0, self._fdx[tr]), fdx)
-        self._fx[tr], self._fdx[tr] = fx, fdx
-        self._ft[tr] = np.where(vis, t, self._ft[tr])
-        self._fframe[tr] = np.where(vis, self._frame, self._fframe[tr])
-        kp[rows, :, :2] = np.where(vis[:, :, None], fx, xy)
+        f = self.filter
+        xy = one_euro_step(self._fx, self._fdx, self._ft, self._fframe, tr, kp[rows, :, :2], self._vis[rows], t,
+                           self._frame, f.min_cutoff, f.beta, f.d_cutoff, self.smooth_max_gap)
+        kp[rows, :, :2] = xy
         return kp
 
     def __repr__(self) -> str:

@@ -290,3 +290,33 @@ def test_cxx_keypoint_similarity_is_the_oks_formula(persons):
         keypoint_similarity(pred, known, inv_var, det[:, :17], vis[:, :17])
     with pytest.raises(ValueError, match="vis"):
         keypoint_similarity(pred, known, inv_var, det, vis[:3])
+
+
+def test_cxx_smoothing_is_the_one_euro_filter_step_by_step(persons):
+    # One person, noisy, with keypoint dropouts and gaps longer than smooth_max_gap; the tracker's
+    # output must equal OneEuroFilter.step applied per keypoint with the documented restart rule.
+    rng = np.random.default_rng(11)
+    one = persons[1]
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.08, d_cutoff=1.0)
+    tracker = PoseTracker(smooth=True, smooth_max_gap=2)
+    x, dx = np.zeros((18, 2)), np.zeros((18, 2))
+    last_t, last_f = np.zeros(18), np.full(18, -100)
+    for k in range(60):
+        t = k / FPS
+        kp = one.translate(400 + 4 * k, 300).keypoints.copy()
+        kp[0, :, :2] += rng.normal(0, 2, (18, 2))
+        kp[0, rng.random(18) < (0.6 if k % 10 > 6 else 0.05)] = 0.0
+        kp[0, one.keypoints[0, :, 2] == 0] = 0.0
+        out = tracker.update(Poses(kp, one.scores), timestamp=t)
+        assert out.ids.tolist() == [1]
+        vis = kp[0, :, 2] > 0
+        want = kp[0, :, :2].astype(np.float64)
+        for n in np.flatnonzero(vis):
+            if (k + 1) - last_f[n] > 3:
+                x[n], dx[n] = want[n], 0.0
+            else:
+                xn, dxn = f.step(want[n][None], x[n][None], dx[n][None], np.array([t - last_t[n]]))
+                x[n], dx[n] = xn[0], dxn[0]
+            last_t[n], last_f[n] = t, k + 1
+            want[n] = x[n]
+        assert np.allclose(out.xy[0], want, atol=1e-4), k
