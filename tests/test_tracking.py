@@ -8,8 +8,12 @@ dropouts, an occlusion (the person behind is not detected while the paths overla
 
 from __future__ import annotations
 
+import json
+
+import cv2
 import numpy as np
 import pytest
+from conftest import COCO_MINI, MODELS, need
 
 from edgepose import InputError, Poses, decode
 from edgepose.topology import BODYPOSENET, Topology
@@ -320,3 +324,95 @@ def test_cxx_smoothing_is_the_one_euro_filter_step_by_step(persons):
             last_t[n], last_f[n] = t, k + 1
             want[n] = x[n]
         assert np.allclose(out.xy[0], want, atol=1e-4), k
+
+
+# -- the model, the Python API and the command line, on a short video made from a real image -----------
+
+def _shifted_frames(count: int, step: float = 3.0):
+    """A coco_mini image with 4 people, 480x320, panned ``step`` px per frame (the persons move)."""
+    image = cv2.imread(str(need(COCO_MINI / "images" / "000000000790.jpg")))
+    image = cv2.resize(image, (520, 340), interpolation=cv2.INTER_AREA)
+    frames = []
+    for k in range(count):
+        m = np.float32([[1, 0, -k * step], [0, 1, -k * step / 3]])
+        frames.append(cv2.warpAffine(image, m, (480, 320), borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def omz_path() -> str:
+    pytest.importorskip("onnxruntime", reason="runs the OMZ model with ONNX Runtime")
+    return str(need(MODELS / "omz_human_pose_estimation_0001.onnx"))
+
+
+def test_edgepose_track_gives_stable_ids_over_real_frames(omz_path):
+    from edgepose import EdgePose
+
+    frames = _shifted_frames(6)
+    with EdgePose(omz_path, threads=2) as model:
+        outs = list(model.track(frames, timestamps=[k / 10 for k in range(6)], smooth=True))
+        plain = [model.infer(f) for f in frames]
+        with pytest.raises(InputError, match="timestamps"):
+            list(model.track(frames, timestamps=[0.0, 0.1]))
+        tracker = PoseTracker()
+        again = list(model.track(frames, tracker=tracker))
+    assert [len(o) for o in outs] == [len(p) for p in plain]
+    first = {int(i) for i in outs[0].ids if i >= 0}
+    assert len(first) >= 2, "several people found and tracked from the first frame"
+    for o in outs[1:]:
+        assert first <= set(o.ids.tolist()), "an id of the first frame was lost"
+    assert tracker.frame_count == 6 and [o.ids.tolist() for o in again] == [o.ids.tolist() for o in outs]
+
+
+def test_cli_track_writes_ids_and_boxes_and_smooth_implies_track(tmp_path, omz_path):
+    from edgepose.cli import main
+
+    video = tmp_path / "pan.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (480, 320))
+    for f in _shifted_frames(8):
+        writer.write(f)
+    writer.release()
+    runs = {}
+    for flags in (["--track"], ["--smooth"], []):
+        js, out = tmp_path / f"p{len(runs)}.jsonl", tmp_path / f"a{len(runs)}.mp4"
+        assert main(["infer", str(video), "--model", omz_path, "--json", str(js), "--out", str(out),
+                     "--no-progress", *flags]) == 0
+        runs[" ".join(flags)] = [json.loads(line) for line in js.read_text().splitlines()]
+        cap = cv2.VideoCapture(str(out))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+        cap.release()
+    for name in ("--track", "--smooth"):
+        records = runs[name]
+        assert len(records) == 8
+        for r in records:
+            for p in r["persons"]:
+                assert isinstance(p["id"], int) and len(p["box"]) == 4
+                found = np.array([k for k in p["keypoints"] if k[2] > 0])
+                assert p["box"] == pytest.approx([*found[:, :2].min(0), *found[:, :2].max(0)], abs=1e-3)
+        ids = [{p["id"] for p in r["persons"] if p["id"] >= 0} for r in records]
+        assert len(ids[0]) >= 2 and all(ids[0] <= later for later in ids[1:]), ids
+    assert all("id" not in p and "box" not in p for r in runs[""] for p in r["persons"])
+    # Smoothing changes the keypoints of tracked persons, not which persons there are.
+    a, b = runs["--track"][-1]["persons"], runs["--smooth"][-1]["persons"]
+    assert [p["id"] for p in a] == [p["id"] for p in b]
+    assert any(p["keypoints"] != q["keypoints"] for p, q in zip(a, b))
+
+
+def test_draw_colours_tracked_persons_by_id_and_writes_the_id(persons):
+    from edgepose.draw import draw, id_color
+
+    kp = np.concatenate([persons.translate(300, 300)[0].keypoints, persons.translate(800, 300)[2].keypoints])
+    p = Poses(kp, persons.scores[[0, 2]], ids=np.array([7, -1]))
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    out = draw(frame, p, radius=0, thickness=7)
+    neck, hip = BODYPOSENET.index("neck"), BODYPOSENET.index("right_hip")
+    mid = ((p.xy[0, neck] + p.xy[0, hip]) / 2).round().astype(int)
+    assert tuple(int(v) for v in out[mid[1], mid[0]]) == id_color(7), "the limb takes the id's colour"
+    mid2 = ((p.xy[1, neck] + p.xy[1, hip]) / 2).round().astype(int)
+    assert tuple(int(v) for v in out[mid2[1], mid2[0]]) == id_color(-1), "no id: grey"
+    x1, y1 = p.boxes[0, :2].astype(int)
+    label = out[max(y1 - 25, 0):y1 - 2, x1:x1 + 20]
+    assert (label == id_color(7)).all(axis=2).any(), "the id is written above the person"
+    plain = draw(frame, p.with_ids(None), radius=0, thickness=7)
+    assert not np.array_equal(plain, out)
+    assert len({id_color(i) for i in range(1, 11)}) == 10
