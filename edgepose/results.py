@@ -139,7 +139,8 @@ class Poses:
         ``confidence`` with the person scores in ``data["score"]``. Imports supervision only here.
 
         Raises:
-            BackendUnavailable: supervision is not installed (``pip install supervision``).
+            BackendUnavailable: supervision is not installed (``pip install supervision``, or the
+                ``edgepose[supervision]`` extra).
         """
         try:
             import supervision as sv
