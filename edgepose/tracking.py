@@ -32,7 +32,8 @@ The algorithm (docs/tracking.md has it step by step, with every parameter):
   ``max_lost`` frames without a match (the lost-track buffer), coasting on its velocity. Ids count
   up from 1 and are never reused, not even after :meth:`PoseTracker.reset`.
 - **Smoothing** (``smooth=True``): a One Euro filter (Casiez, Roussel and Vogel, "1 Euro Filter",
-  CHI 2012) per track and keypoint, vectorised over all of them, on the frames' timestamps. A
+  CHI 2012) per track and keypoint, on the frames' timestamps (:class:`OneEuroFilter` is the step;
+  the tracker runs the same step in C++ on its state, as it computes the OKS matrix there). A
   missing keypoint does not update its filter; one that reappears after more than
   ``smooth_max_gap`` frames restarts from its measurement. Only persons with an id are smoothed.
 
