@@ -416,3 +416,30 @@ def test_draw_colours_tracked_persons_by_id_and_writes_the_id(persons):
     plain = draw(frame, p.with_ids(None), radius=0, thickness=7)
     assert not np.array_equal(plain, out)
     assert len({id_color(i) for i in range(1, 11)}) == 10
+
+
+def test_random_and_hostile_frames_never_crash_and_ids_stay_unique(persons):
+    # Real persons jumping around, duplicated, cut to fragments, with NaN / inf coordinates and
+    # scores, negative scores and empty frames: no exception, an id at most once per frame, ids only grow.
+    rng = np.random.default_rng(2)
+    tracker = PoseTracker(smooth=True)
+    seen_max = 0
+    for f in range(300):
+        m = int(rng.integers(0, 9))
+        pick = rng.integers(0, 4, m)
+        kp = persons.keypoints[pick].copy()
+        kp[:, :, :2] += rng.uniform(0, 1280, (m, 1, 2)).astype(np.float32)
+        kp[rng.random(kp.shape[:2]) < 0.3] = 0.0
+        bad = rng.random(kp.shape[:2]) < 0.02
+        kp[bad, int(rng.integers(0, 2))] = rng.choice([np.nan, np.inf, -np.inf])
+        scores = rng.uniform(-0.2, 1.6, m).astype(np.float32)
+        scores[rng.random(m) < 0.05] = np.nan
+        out = tracker.update(Poses(kp, scores), timestamp=f / FPS + rng.uniform(0, 0.01))
+        ids = out.ids[out.ids >= 0]
+        assert len(ids) == len(set(ids.tolist())), f"frame {f}: an id twice: {out.ids}"
+        new = ids[ids > seen_max]
+        seen_max = max(seen_max, int(ids.max(initial=0)))
+        counted = (kp[:, :, 2] > 0) & np.isfinite(kp[:, :, :2]).all(axis=2)
+        assert np.isfinite(out.xy[counted]).all(), "a smoothed keypoint became non-finite"
+        assert len(out) == m and (len(new) == 0 or new.min() > 0)
+    assert seen_max > 4, "the tracker made tracks at all"
