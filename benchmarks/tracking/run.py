@@ -59,27 +59,15 @@ def machine(threads: Optional[int]) -> Dict[str, Any]:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=Path, default=DATA / "coco_mini" / "images")
-    p.add_argument("--annotations", type=Path, default=DATA / "coco_mini" / "person_keypoints.json")
+    sequences.add_arguments(p, DATA)
     p.add_argument("--model", type=Path, default=DATA / "models" / "omz_human_pose_estimation_0001.onnx")
-    p.add_argument("--sequences", type=int, default=8)
-    p.add_argument("--frames", type=int, default=90)
-    p.add_argument("--people", default="3,4", help="persons per sequence, LO,HI inclusive (default 3,4)")
-    p.add_argument("--size", default="640x480", help="WxH (default 640x480)")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cost-people", type=int, default=10, help="persons of the extra timing sequence (0: none)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the detector")
     p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder: sequences, detections")
     p.add_argument("--out", type=Path, default=None, help="where tracking.json/.md go (default: --work)")
     p.add_argument("--update-results", action="store_true", help="also write benchmarks/results/tracking.*")
     args = p.parse_args(argv)
-    try:
-        lo, hi = (int(v) for v in args.people.split(","))
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        p.error(f"--people LO,HI and --size WxH, got {args.people!r} and {args.size!r}")
-    args.config = sequences.SequenceConfig(frames=args.frames, width=w, height=h, fps=args.fps, people=(lo, hi))
+    args.config = sequences.config_from(p, args)
     return args
 
 
