@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "assignment.hpp"
 #include "decoder.hpp"
 
 namespace py = pybind11;
@@ -215,6 +216,47 @@ class PyDecoder {
   std::mutex mutex_;
 };
 
+// linear_assignment: the decoder's optimal matcher (Matcher::assign) on a dense weight matrix.
+py::array_t<std::int64_t> linear_assignment(const py::object& weights_obj, double min_weight) {
+  if (!py::isinstance<py::array>(weights_obj)) {
+    fail("weights: expected a 2-D numpy array, got " + std::string(py::str(py::type::of(weights_obj).attr("__name__"))));
+  }
+  const py::array any = py::reinterpret_borrow<py::array>(weights_obj);
+  const char kind = any.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
+    fail("weights: dtype must be a real number type, got " + std::string(py::str(any.dtype())));
+  }
+  if (any.ndim() != 2) fail("weights: expected a 2-D array (rows, columns), got " + std::to_string(any.ndim()) + "-D");
+  if (!(min_weight > 0.0) || !std::isfinite(min_weight)) {
+    fail("min_weight: must be a finite number > 0, got " + std::to_string(min_weight));
+  }
+  const auto w = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(any);
+  if (!w) fail("weights: cannot be read as float64");
+  const py::ssize_t nr = w.shape(0), nc = w.shape(1);
+  constexpr py::ssize_t kMaxSide = 1 << 15;
+  if (nr > kMaxSide || nc > kMaxSide) {
+    fail("weights: at most " + std::to_string(kMaxSide) + " rows and columns, got " + std::to_string(nr) + " x " +
+         std::to_string(nc));
+  }
+  const double* data = w.data();
+  std::vector<std::pair<std::int32_t, std::int32_t>> pairs;
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < nr * nc; ++i) {
+      if (!std::isfinite(data[i])) throw std::invalid_argument("weights: contains NaN or infinity");
+    }
+    edgepose::Matcher matcher;
+    matcher.assign(data, static_cast<std::int32_t>(nr), static_cast<std::int32_t>(nc), min_weight, pairs);
+  }
+  py::array_t<std::int64_t> out({static_cast<py::ssize_t>(pairs.size()), py::ssize_t{2}});
+  auto o = out.mutable_unchecked<2>();
+  for (std::size_t k = 0; k < pairs.size(); ++k) {
+    o(static_cast<py::ssize_t>(k), 0) = pairs[k].first;
+    o(static_cast<py::ssize_t>(k), 1) = pairs[k].second;
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_decoder, m) {
@@ -236,6 +278,12 @@ PYBIND11_MODULE(_decoder, m) {
            "list of B (keypoints (M, N, 3) float32, scores (M,) float32). Releases the GIL.")
       .def_property_readonly("num_keypoints", &PyDecoder::num_keypoints)
       .def_property_readonly("num_limbs", &PyDecoder::num_limbs);
+
+  m.def("linear_assignment", &linear_assignment, py::arg("weights"), py::arg("min_weight"),
+        "Maximum-weight bipartite matching: weights (R, C) real (float64 after conversion); among the pairs "
+        "with weight >= min_weight (> 0), a matching of maximum total weight, as an (P, 2) int64 array of "
+        "(row, column) pairs in ascending row order. The decoder's optimal solver (shortest augmenting paths); "
+        "releases the GIL; ValueError for a non-2-D or non-finite array or min_weight <= 0.");
 
   bind_render(m);
 }

@@ -34,3 +34,7 @@ def render_pafs(
     width_cells: float = 1.0,
     nchw: bool = False,
 ) -> np.ndarray: ...
+def linear_assignment(weights: np.ndarray, min_weight: float) -> np.ndarray:
+    """Maximum-weight matching over the pairs with weight >= min_weight (> 0): (P, 2) int64 (row, column)
+    pairs in ascending row order. Releases the GIL; ValueError for a non-2-D / non-finite array."""
+    ...
