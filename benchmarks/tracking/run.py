@@ -74,7 +74,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def load_detections(gt_path: Path, args: argparse.Namespace, log: Any) -> List[Any]:
     gt_path = Path(gt_path)
     video = gt_path.with_suffix(".mp4")
-    cache = args.work / "detections" / args.model.stem / f"{gt_path.stem}.npz"
+    cache = args.work / "detections" / args.model.stem / gt_path.parent.name / f"{gt_path.stem}.npz"
 
     def make_model() -> Any:
         from edgepose import EdgePose
@@ -115,12 +115,13 @@ def cost_run(args: argparse.Namespace, log: Any, passes: int = 5) -> Optional[Di
     if args.cost_people <= 0:
         return None
     n = args.cost_people
-    cfg = replace(args.config, people=(n, n))
+    # As wide as n persons need at the density of the main sequences (about 4 per frame width).
+    cfg = replace(args.config, people=(n, n), width=max(args.config.width, int(round(args.config.width * n / 4))))
     folder = args.work / "sequences_cost"
     gt = sequences.make_sequences(args.images, args.annotations, folder, 1, seed=args.seed, config=cfg, log=log)[0]
     dets = load_detections(gt, args, log)
     rows, _ = trackers.methods()
-    out: Dict[str, Any] = {"people": n, "frames": len(dets),
+    out: Dict[str, Any] = {"people": n, "frames": len(dets), "size": [cfg.width, cfg.height],
                            "detections_per_frame": float(np.mean([len(p) for p in dets]))}
     for name, make in rows.items():
         if name == "no tracking":
@@ -168,8 +169,9 @@ def markdown(report: Dict[str, Any]) -> str:
         lines.append(f"| {name} | skipped: {why} | | | | | | | | |")
     cost = report.get("cost")
     if cost:
-        lines += ["", f"Cost of `update` on a sequence of {cost['people']} persons "
-                      f"({fmt(cost['detections_per_frame'], 1)} detections per frame, median frame of the best of "
+        w, h = cost["size"]
+        lines += ["", f"Cost of `update` on a sequence of {cost['people']} persons ({w}x{h}, "
+                      f"{fmt(cost['detections_per_frame'], 1)} detections per frame, median frame of the best of "
                       "5 passes): " + ", ".join(f"{k} {fmt(v['update_ms_median'])} ms" for k, v in cost.items()
                                                 if isinstance(v, dict)) + "."]
     meth = report["methods"]
