@@ -116,8 +116,10 @@ def cost_run(args: argparse.Namespace, log: Any, passes: int = 5) -> Optional[Di
     if args.cost_people <= 0:
         return None
     n = args.cost_people
-    # As wide as n persons need at the density of the main sequences (about 4 per frame width).
-    cfg = replace(args.config, people=(n, n), width=max(args.config.width, int(round(args.config.width * n / 4))))
+    # As wide as n persons need at the density of the main sequences (about 4 per frame width),
+    # the paths spread over the whole width.
+    cfg = replace(args.config, people=(n, n), width=max(args.config.width, int(round(args.config.width * n / 4))),
+                  spread=0.9)
     folder = args.work / "sequences_cost"
     gt = sequences.make_sequences(args.images, args.annotations, folder, 1, seed=args.seed, config=cfg, log=log)[0]
     dets = load_detections(gt, args, log)

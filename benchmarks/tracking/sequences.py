@@ -52,6 +52,7 @@ class SequenceConfig:
         feet_range: the bottom of the person's box as a fraction of the frame height, far .. near.
         speed_range: walking speed in frame widths per second.
         depth_swing: the largest change of depth along a path (people walk towards / away).
+        spread: the middles of the paths lie in this central fraction of the frame width.
         mirror: mirror half of the persons (drawn per person) with left/right keypoints swapped.
     """
 
@@ -67,6 +68,7 @@ class SequenceConfig:
     feet_range: Tuple[float, float] = (0.62, 0.97)
     speed_range: Tuple[float, float] = (0.08, 0.24)
     depth_swing: float = 0.3
+    spread: float = 0.4
     mirror: bool = True
 
     def __post_init__(self) -> None:
@@ -195,7 +197,7 @@ def plan_sequence(sources: Sources, config: SequenceConfig, seed: int, index: in
             id=k + 1,
             person=sources.persons[int(chosen[k])],
             mirror=bool(config.mirror and rng.random() < 0.5),
-            x_mid=float(rng.uniform(0.3, 0.7) * W),
+            x_mid=float(rng.uniform(0.5 - config.spread / 2, 0.5 + config.spread / 2) * W),
             velocity=float(dirs[k] * speed),
             wobble=(float(rng.uniform(0.0, 0.04) * W), float(rng.uniform(1.5, 5.0) * config.fps),
                     float(rng.uniform(0, 2 * np.pi))),
