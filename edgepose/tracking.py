@@ -15,8 +15,9 @@ The algorithm (docs/tracking.md has it step by step, with every parameter):
   a Kalman filter on boxes.
 - **Similarity.** Object keypoint similarity (OKS, the COCO metric) between a track's predicted
   keypoints and a detection's, over the keypoints both have, with COCO's per-keypoint sigmas (the
-  neck, which COCO lacks, takes the shoulders'); the scale is the track's keypoint box, widened
-  while the track is lost. Blended with the IoU of the two keypoint boxes (``iou_weight``).
+  neck, which COCO lacks, takes the shoulders'); the scale is the track's keypoint box, and the
+  prediction's uncertainty, growing with the time since the track was last matched, widens it.
+  Blended with the IoU of the two keypoint boxes (``iou_weight``).
 - **Two-stage association** as in ByteTrack (Zhang et al., "ByteTrack: Multi-Object Tracking by
   Associating Every Detection Box", ECCV 2022): whole persons (score >= ``high_score`` with at
   least ``min_parts`` keypoints) are matched first to every confirmed track, lost ones included;
@@ -47,7 +48,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ._decoder import linear_assignment
+from ._decoder import keypoint_similarity, linear_assignment, one_euro_step
 from .errors import InputError
 from .results import Poses
 from .topology import COCO17_KEYPOINTS, Topology
@@ -91,9 +92,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(A, B) IoU of boxes a (A, 4) and b (B, 4)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    wh = np.maximum(rb - lt, 0.0)
+    inter = wh[:, :, 0] * wh[:, :, 1]
+    sa, sb = a[:, 2:] - a[:, :2], b[:, 2:] - b[:, :2]
+    area_a, area_b = sa[:, 0] * sa[:, 1], sb[:, 0] * sb[:, 1]
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
@@ -116,7 +118,7 @@ class OneEuroFilter:
     holds the step, shared with anyone filtering points of their own.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.08, d_cutoff: float = 1.0) -> None:
         for name, value in (("min_cutoff", min_cutoff), ("beta", beta), ("d_cutoff", d_cutoff)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
@@ -126,9 +128,9 @@ class OneEuroFilter:
 
     @staticmethod
     def _alpha(cutoff: np.ndarray, dt: np.ndarray) -> np.ndarray:
-        # The smoothing factor of a first-order low-pass of this cutoff over dt: 1 / (1 + tau / dt).
-        tau = 1.0 / (2.0 * np.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
+        # The smoothing factor of a first-order low-pass of this cutoff over dt: 1 / (1 + tau / dt),
+        # tau = 1 / (2 pi cutoff).
+        return dt / (dt + 1.0 / (2.0 * np.pi * cutoff))
 
     def step(self, x: np.ndarray, x_prev: np.ndarray, dx_prev: np.ndarray, dt: np.ndarray
              ) -> Tuple[np.ndarray, np.ndarray]:
@@ -137,7 +139,7 @@ class OneEuroFilter:
         dt = dt[..., None]
         dx = (x - x_prev) / dt
         dx_hat = dx_prev + self._alpha(self.d_cutoff, dt) * (dx - dx_prev)
-        speed = np.sqrt((dx_hat * dx_hat).sum(axis=-1, keepdims=True))
+        speed = np.sqrt(np.einsum("...k,...k->...", dx_hat, dx_hat))[..., None]
         a = self._alpha(self.min_cutoff + self.beta * speed, dt)
         return x_prev + a * (x - x_prev), dx_hat
 
@@ -161,7 +163,8 @@ class PoseTracker:
         iou_weight: weight of keypoint-box IoU in the similarity (the rest is OKS).
         velocity_gain: how fast the velocity estimate follows a new measurement (0..1].
         keypoint_memory: frames a keypoint not seen is still predicted and compared.
-        lost_scale_growth: the OKS scale of a lost track grows by this fraction per frame lost.
+        motion_noise: the uncertainty of a prediction, in person sizes (square root of the
+            keypoint box area) per second since the track's last match; added to the OKS variance.
         min_cutoff, beta, d_cutoff: the One Euro filter's parameters (Hz, s/px, Hz).
         smooth_max_gap: frames a keypoint may be missing before its filter restarts.
 
@@ -172,7 +175,7 @@ class PoseTracker:
                  min_parts: int = 5, match_threshold: float = 0.2, low_match_threshold: float = 0.3,
                  new_track_score: float = 0.5, new_track_parts: int = 6, max_lost: int = 30, min_hits: int = 2,
                  iou_weight: float = 0.3, velocity_gain: float = 0.5, keypoint_memory: int = 10,
-                 lost_scale_growth: float = 0.1, min_cutoff: float = 1.0, beta: float = 0.05,
+                 motion_noise: float = 1.5, max_motion: float = 0.5, min_cutoff: float = 1.0, beta: float = 0.08,
                  d_cutoff: float = 1.0, smooth_max_gap: int = 2) -> None:
         def number(name: str, value: float, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
             v = float(value)
@@ -200,7 +203,8 @@ class PoseTracker:
         self.iou_weight = number("iou_weight", iou_weight, 0.0, 1.0)
         self.velocity_gain = number("velocity_gain", velocity_gain, 0.0, 1.0, lo_open=True)
         self.keypoint_memory = count("keypoint_memory", keypoint_memory, 0)
-        self.lost_scale_growth = number("lost_scale_growth", lost_scale_growth, 0.0, 10.0)
+        self.motion_noise = number("motion_noise", motion_noise, 0.0, 100.0)
+        self.max_motion = number("max_motion", max_motion, 0.0, 100.0)
         self.smooth_max_gap = count("smooth_max_gap", smooth_max_gap, 0)
         self.filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
         self._next_id = 1
@@ -288,22 +292,24 @@ class PoseTracker:
         self._frame += 1
         det_track = self._associate(poses, t)
         ids = np.full(len(poses), -1, np.int64)
-        matched = np.flatnonzero(det_track >= 0)
+        matched = (det_track >= 0).nonzero()[0]
         ids[matched] = self._id[det_track[matched]]
-        out = poses.with_ids(ids)
+        keypoints = poses.keypoints
         if self.smooth:
             tracked = matched[ids[matched] >= 0]
             if len(tracked):
-                out = self._smooth(out, tracked, det_track[tracked], t)
-        return out
+                keypoints = self._smooth(keypoints, tracked, det_track[tracked], t)
+        return Poses(keypoints, poses.scores, poses.topology, ids)
 
     def _associate(self, poses: Poses, t: float) -> np.ndarray:
         """Match, update, drop and start tracks; returns (M,) the track index of each person, or -1."""
         m = len(poses)
         det_xy = poses.keypoints[:, :, :2].astype(np.float64)
-        vis = (poses.keypoints[:, :, 2] > 0) & np.isfinite(det_xy).all(axis=2)
+        vis = (poses.keypoints[:, :, 2] > 0) & np.isfinite(det_xy.sum(axis=2))
+        self._vis = vis  # for _smooth
+        det_xy[~vis] = 0.0  # a non-finite coordinate of a missing keypoint must not reach the sums
         parts = vis.sum(axis=1)
-        score = np.nan_to_num(poses.scores.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        score = np.where(np.isfinite(poses.scores), poses.scores, 0.0)
         whole = (parts >= self.min_parts) & (score >= self.high_score)
         low = ~whole & (parts > 0) & (score >= self.low_score)
         det_track = np.full(m, -1, np.int64)  # the track index each person is matched to
@@ -319,16 +325,16 @@ class PoseTracker:
             )
             track_free = np.ones(n_tracks, bool)
             for track_ok, det_ok, threshold in stages:
-                rows = np.flatnonzero(track_ok & track_free)
-                cols = np.flatnonzero(det_ok & (det_track < 0))
+                rows = (track_ok & track_free).nonzero()[0]
+                cols = (det_ok & (det_track < 0)).nonzero()[0]
                 if not len(rows) or not len(cols):
                     continue
-                pairs = linear_assignment(sim[np.ix_(rows, cols)], threshold)
+                pairs = linear_assignment(sim[rows][:, cols], threshold)
                 if len(pairs):
                     tr, dj = rows[pairs[:, 0]], cols[pairs[:, 1]]
                     det_track[dj] = tr
                     track_free[tr] = False
-            matched_d = np.flatnonzero(det_track >= 0)
+            matched_d = (det_track >= 0).nonzero()[0]
             self._update_matched(det_track[matched_d], det_xy[matched_d], vis[matched_d], t)
             unmatched = track_free
         else:
@@ -338,7 +344,7 @@ class PoseTracker:
         self._lost[unmatched] += 1
         drop = unmatched & ((self._id < 0) | (self._lost > self.max_lost))
         if drop.any():
-            keep_idx = np.flatnonzero(~drop)
+            keep_idx = (~drop).nonzero()[0]
             remap = np.full(n_tracks, -1, np.int64)
             remap[keep_idx] = np.arange(len(keep_idx))
             self._keep(~drop)
@@ -349,17 +355,19 @@ class PoseTracker:
 
     def _similarity(self, det_xy: np.ndarray, vis: np.ndarray, t: float) -> np.ndarray:
         """(T, M) blended OKS / IoU of every track's prediction with every person."""
-        dt = (t - self._t)[:, None, None]
-        pred = self._kp + self._vel[:, None, :] * dt  # constant velocity
+        since = t - self._t
+        pred = self._kp + self._vel[:, None, :] * since[:, None, None]  # constant velocity
         known = self._age <= self.keypoint_memory
         box_t = _boxes(pred, known)
-        area = np.prod(box_t[:, 2:] - box_t[:, :2], axis=1)
-        area = np.maximum(area, _MIN_AREA) * (1.0 + self.lost_scale_growth * self._lost) ** 2
-        d2 = ((pred[:, None] - det_xy[None]) ** 2).sum(axis=3)  # (T, M, N)
-        common = known[:, None, :] & vis[None, :, :]
-        e = d2 / (2.0 * area[:, None, None] * self._sigma_var[None, None, :])
-        n_common = common.sum(axis=2)
-        oks = np.where(common, np.exp(-e), 0.0).sum(axis=2) / np.maximum(n_common, 1)
+        size = box_t[:, 2:] - box_t[:, :2]
+        area = np.maximum(size[:, 0] * size[:, 1], _MIN_AREA)
+        # Per-keypoint variance: COCO's (area * k^2, k = 2 sigma), plus the prediction's own
+        # uncertainty, growing with the time since the last match, in person sizes per second
+        # (three times more while the velocity is unknown).
+        motion = np.minimum(self.motion_noise * np.where(self._hits > 1, 1.0, 3.0) * since, self.max_motion)
+        var = area[:, None] * (self._sigma_var[None, :] + (motion * motion)[:, None])
+        # OKS: the mean over the keypoints both have of exp(-d^2 / (2 var)) (C++, one pass).
+        oks = keypoint_similarity(pred, known, 1.0 / var, det_xy, vis)
         if self.iou_weight > 0:
             return (1.0 - self.iou_weight) * oks + self.iou_weight * _iou(box_t, _boxes(det_xy, vis))
         return oks
@@ -400,7 +408,7 @@ class PoseTracker:
                               & (score >= max(self.new_track_score, self.high_score)))
         if not len(cand):
             return
-        matched = np.flatnonzero(det_track >= 0)
+        matched = (det_track >= 0).nonzero()[0]
         if len(matched):
             # A person lying mostly inside one just matched is a fragment of it (or hidden behind it).
             inside = _inside(_boxes(det_xy[cand], vis[cand]), _boxes(det_xy[matched], vis[matched]))
@@ -424,23 +432,16 @@ class PoseTracker:
         det_track[cand] = np.arange(len(self._id) - k, len(self._id))
 
     # -- smoothing ---------------------------------------------------------------------------------------
-    def _smooth(self, poses: Poses, rows: np.ndarray, tr: np.ndarray, t: float) -> Poses:
-        """Poses with the keypoints of persons ``rows`` (matched to tracks ``tr``) filtered."""
-        kp = poses.keypoints.copy()
-        xy = kp[rows, :, :2].astype(np.float64)
-        vis = (kp[rows, :, 2] > 0) & np.isfinite(xy).all(axis=2)
-        fresh = self._frame - self._fframe[tr] > self.smooth_max_gap + 1  # no state, or too old
-        dt = np.where(fresh, 1.0, t - self._ft[tr])
-        fx, fdx = self.filter.step(xy, self._fx[tr], self._fdx[tr], dt)
-        fx = np.where(fresh[:, :, None], xy, fx)
-        fdx = np.where(fresh[:, :, None], 0.0, fdx)
-        v3 = vis[:, :, None]
-        self._fx[tr] = np.where(v3, fx, self._fx[tr])
-        self._fdx[tr] = np.where(v3, fdx, self._fdx[tr])
-        self._ft[tr] = np.where(vis, t, self._ft[tr])
-        self._fframe[tr] = np.where(vis, self._frame, self._fframe[tr])
-        kp[rows, :, :2] = np.where(v3, fx, xy).astype(np.float32)
-        return poses.with_keypoints(kp)
+    def _smooth(self, keypoints: np.ndarray, rows: np.ndarray, tr: np.ndarray, t: float) -> np.ndarray:
+        """A copy of ``keypoints`` with those of persons ``rows`` (matched to tracks ``tr``) filtered:
+        :meth:`OneEuroFilter.step` per visible keypoint, in C++ on the tracker's state (a keypoint
+        missing for more than ``smooth_max_gap`` frames, or new, restarts at its measurement)."""
+        kp = keypoints.copy()
+        f = self.filter
+        xy = one_euro_step(self._fx, self._fdx, self._ft, self._fframe, tr, kp[rows, :, :2], self._vis[rows], t,
+                           self._frame, f.min_cutoff, f.beta, f.d_cutoff, self.smooth_max_gap)
+        kp[rows, :, :2] = xy
+        return kp
 
     def __repr__(self) -> str:
         return (f"<PoseTracker {len(self.track_ids)} tracks, frame {self._frame}"
@@ -450,7 +451,7 @@ class PoseTracker:
         """The tracker's parameters, as passed (for reports and benchmarks)."""
         names = ("smooth", "fps", "high_score", "low_score", "min_parts", "match_threshold", "low_match_threshold",
                  "new_track_score", "new_track_parts", "max_lost", "min_hits", "iou_weight", "velocity_gain",
-                 "keypoint_memory", "lost_scale_growth", "smooth_max_gap")
+                 "keypoint_memory", "motion_noise", "max_motion", "smooth_max_gap")
         out = {k: getattr(self, k) for k in names}
         out.update(min_cutoff=self.filter.min_cutoff, beta=self.filter.beta, d_cutoff=self.filter.d_cutoff)
         return out
