@@ -40,7 +40,7 @@ DEFAULT_WORK = Path("/tmp/edgepose-bench/tracking")
 
 
 def machine(threads: Optional[int]) -> Dict[str, Any]:
-    """benchmarks.common.machine() plus the CPU model from lscpu, the threads and the load."""
+    """benchmarks.common.machine() plus the CPU model from lscpu, the threads, the load and the commit."""
     info = dict(common.machine())
     try:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -49,9 +49,15 @@ def machine(threads: Optional[int]) -> Dict[str, Any]:
                 info["cpu"] = line.split(":", 1)[1].strip()
     except (OSError, subprocess.SubprocessError):
         pass
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
     import edgepose
 
-    info.update(usable_threads=len(os.sched_getaffinity(0)), onnxruntime_threads=threads or "default",
+    info.update(commit=rev or "unknown", usable_threads=len(os.sched_getaffinity(0)),
+                onnxruntime_threads=threads or "default",
                 load_avg_1_5_15=[round(v, 2) for v in os.getloadavg()], edgepose=edgepose.__version__,
                 time=time.strftime("%H:%M UTC", time.gmtime()))
     return info
@@ -171,7 +177,8 @@ def markdown(report: Dict[str, Any]) -> str:
         "See docs/tracking_benchmark.md.",
         "",
         f"Machine: {m['cpu']}, {m['usable_threads']} threads usable, load average {m['load_avg_1_5_15']} at the "
-        f"start and {report['load_avg_end']} at the end (shared machine: timings are noisy); {m['date']} {m['time']}.",
+        f"start and {report['load_avg_end']} at the end (shared machine: timings are noisy); {m['date']} {m['time']}, "
+        f"commit {m['commit']}.",
         "",
     ]
     lines += summary_table(report["methods"], report["skipped"])
