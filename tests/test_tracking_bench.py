@@ -126,17 +126,10 @@ def _doc(rendered):
 def _gt_hyps(doc, relabel=None, offset=None):
     """Ground truth fed back as detections (through edgepose's 18-keypoint Poses and back)."""
     hyps = []
-    for t, frame in enumerate(doc["frames"]):
-        ids, kp, _, _ = sequences.gt_arrays(frame)
-        k = kp.copy()
-        k[:, :, 2] = (k[:, :, 2] > 0).astype(np.float64)
+    for t, (poses, ids) in enumerate(metrics.ground_truth_poses(doc)):
         if offset is not None:
-            k[k[:, :, 2] > 0, 0] += offset(t)
-        poses = Poses(coco17_to_topology(k), np.ones(len(k)))
-        hid = ids + 100
-        if relabel is not None:
-            hid = relabel(t, ids)
-        hyps.append(metrics.from_poses(poses, hid))
+            poses = poses.translate(offset(t), 0.0)
+        hyps.append(metrics.from_poses(poses, ids + 100 if relabel is None else relabel(t, ids)))
     return hyps
 
 

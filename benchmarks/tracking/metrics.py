@@ -91,6 +91,24 @@ def from_poses(poses: Any, ids: Optional[np.ndarray] = None) -> Hypotheses:
     return Hypotheses(kp, np.asarray(ids))
 
 
+def ground_truth_poses(doc: Dict[str, Any]) -> List[Tuple[Any, np.ndarray]]:
+    """The ground truth of a sequence as ``(edgepose Poses, ground-truth ids)`` per frame
+    (BodyPoseNet's 18 keypoints, score 1 where labelled, the neck between labelled shoulders), every
+    person in view with a labelled keypoint, ignored ones included: a perfect detector, for checking
+    trackers and this scorer."""
+    from edgepose import Poses
+    from edgepose.topology import coco17_to_topology
+
+    out = []
+    for frame in doc["frames"]:
+        ids, kp, _, _ = gt_arrays(frame)
+        some = (kp[:, :, 2] > 0).any(axis=1)  # a person in view with no labelled keypoint is no detection
+        kp = kp[some]
+        kp[:, :, 2] = (kp[:, :, 2] > 0).astype(np.float64)
+        out.append((Poses(coco17_to_topology(kp), np.ones(len(kp), np.float32)), ids[some]))
+    return out
+
+
 def score_sequence(gt_doc: Dict[str, Any], hyps: Sequence[Hypotheses], name: Optional[str] = None) -> Dict[str, Any]:
     """The figures of one sequence (see the module docstring); ``hyps`` has one entry per frame."""
     import motmetrics as mm

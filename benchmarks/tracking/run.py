@@ -40,7 +40,7 @@ DEFAULT_WORK = Path("/tmp/edgepose-bench/tracking")
 
 
 def machine(threads: Optional[int]) -> Dict[str, Any]:
-    """benchmarks.common.machine() plus the CPU model from lscpu, the threads and the load."""
+    """benchmarks.common.machine() plus the CPU model from lscpu, the threads, the load and the commit."""
     info = dict(common.machine())
     try:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -49,9 +49,15 @@ def machine(threads: Optional[int]) -> Dict[str, Any]:
                 info["cpu"] = line.split(":", 1)[1].strip()
     except (OSError, subprocess.SubprocessError):
         pass
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
     import edgepose
 
-    info.update(usable_threads=len(os.sched_getaffinity(0)), onnxruntime_threads=threads or "default",
+    info.update(commit=rev or "unknown", usable_threads=len(os.sched_getaffinity(0)),
+                onnxruntime_threads=threads or "default",
                 load_avg_1_5_15=[round(v, 2) for v in os.getloadavg()], edgepose=edgepose.__version__,
                 time=time.strftime("%H:%M UTC", time.gmtime()))
     return info
@@ -59,34 +65,22 @@ def machine(threads: Optional[int]) -> Dict[str, Any]:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=Path, default=DATA / "coco_mini" / "images")
-    p.add_argument("--annotations", type=Path, default=DATA / "coco_mini" / "person_keypoints.json")
+    sequences.add_arguments(p, DATA)
     p.add_argument("--model", type=Path, default=DATA / "models" / "omz_human_pose_estimation_0001.onnx")
-    p.add_argument("--sequences", type=int, default=8)
-    p.add_argument("--frames", type=int, default=90)
-    p.add_argument("--people", default="3,4", help="persons per sequence, LO,HI inclusive (default 3,4)")
-    p.add_argument("--size", default="640x480", help="WxH (default 640x480)")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cost-people", type=int, default=10, help="persons of the extra timing sequence (0: none)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the detector")
     p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder: sequences, detections")
     p.add_argument("--out", type=Path, default=None, help="where tracking.json/.md go (default: --work)")
     p.add_argument("--update-results", action="store_true", help="also write benchmarks/results/tracking.*")
     args = p.parse_args(argv)
-    try:
-        lo, hi = (int(v) for v in args.people.split(","))
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        p.error(f"--people LO,HI and --size WxH, got {args.people!r} and {args.size!r}")
-    args.config = sequences.SequenceConfig(frames=args.frames, width=w, height=h, fps=args.fps, people=(lo, hi))
+    args.config = sequences.config_from(p, args)
     return args
 
 
 def load_detections(gt_path: Path, args: argparse.Namespace, log: Any) -> List[Any]:
     gt_path = Path(gt_path)
     video = gt_path.with_suffix(".mp4")
-    cache = args.work / "detections" / args.model.stem / f"{gt_path.stem}.npz"
+    cache = args.work / "detections" / args.model.stem / gt_path.parent.name / f"{gt_path.stem}.npz"
 
     def make_model() -> Any:
         from edgepose import EdgePose
@@ -96,12 +90,13 @@ def load_detections(gt_path: Path, args: argparse.Namespace, log: Any) -> List[A
     return detect.detections(video, args.model, cache, make_model=make_model, log=log)
 
 
-def evaluate(gt_paths: List[Path], args: argparse.Namespace, log: Any) -> Dict[str, Any]:
+def evaluate(gt_paths: List[Path], args: argparse.Namespace, log: Any, oracle: bool = False) -> Dict[str, Any]:
+    """Every method on every sequence: on edgepose's detections, or (``oracle``) on the ground truth."""
     rows, skipped = trackers.methods()
     per_method: Dict[str, Dict[str, Any]] = {name: {"per_sequence": {}, "update_ms": []} for name in rows}
     for gt_path in gt_paths:
         doc = sequences.load_ground_truth(gt_path)
-        dets = load_detections(gt_path, args, log)
+        dets = [p for p, _ in metrics.ground_truth_poses(doc)] if oracle else load_detections(gt_path, args, log)
         fps = float(doc["config"]["fps"])
         for name, make in rows.items():
             outs, ms = trackers.run_tracker(make(), dets, fps)
@@ -127,12 +122,15 @@ def cost_run(args: argparse.Namespace, log: Any, passes: int = 5) -> Optional[Di
     if args.cost_people <= 0:
         return None
     n = args.cost_people
-    cfg = replace(args.config, people=(n, n))
+    # As wide as n persons need at the density of the main sequences (about 4 per frame width),
+    # the paths spread over the whole width.
+    cfg = replace(args.config, people=(n, n), width=max(args.config.width, int(round(args.config.width * n / 4))),
+                  spread=0.9)
     folder = args.work / "sequences_cost"
     gt = sequences.make_sequences(args.images, args.annotations, folder, 1, seed=args.seed, config=cfg, log=log)[0]
     dets = load_detections(gt, args, log)
     rows, _ = trackers.methods()
-    out: Dict[str, Any] = {"people": n, "frames": len(dets),
+    out: Dict[str, Any] = {"people": n, "frames": len(dets), "size": [cfg.width, cfg.height],
                            "detections_per_frame": float(np.mean([len(p) for p in dets]))}
     for name, make in rows.items():
         if name == "no tracking":
@@ -152,6 +150,21 @@ def fmt(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
+def summary_table(methods: Dict[str, Any], skipped: Dict[str, str]) -> List[str]:
+    lines = ["| method | IDF1 | MOTA | ID switches / seq (max) | fragm. / seq | precision | recall "
+             "| kp error px | jitter px | update ms (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in methods.items():
+        s = r["summary"]
+        ms = "-" if name == "no tracking" else fmt(s["update_ms_median"])
+        lines.append(f"| {name} | {fmt(s['idf1'])} | {fmt(s['mota'])} | {fmt(s['switches_per_sequence'], 2)} "
+                     f"({s['switches_max']}) | {fmt(s['fragmentations_per_sequence'], 2)} | {fmt(s['precision'])} "
+                     f"| {fmt(s['recall'])} | {fmt(s['kp_error_px'], 2)} | {fmt(s['jitter_px'], 2)} | {ms} |")
+    for name, why in skipped.items():
+        lines.append(f"| {name} | skipped: {why} | | | | | | | | |")
+    return lines
+
+
 def markdown(report: Dict[str, Any]) -> str:
     m = report["machine"]
     cfg = report["config"]
@@ -164,24 +177,16 @@ def markdown(report: Dict[str, Any]) -> str:
         "See docs/tracking_benchmark.md.",
         "",
         f"Machine: {m['cpu']}, {m['usable_threads']} threads usable, load average {m['load_avg_1_5_15']} at the "
-        f"start and {report['load_avg_end']} at the end (shared machine: timings are noisy); {m['date']} {m['time']}.",
+        f"start and {report['load_avg_end']} at the end (shared machine: timings are noisy); {m['date']} {m['time']}, "
+        f"commit {m['commit']}.",
         "",
-        "| method | IDF1 | MOTA | ID switches / seq (max) | fragm. / seq | precision | recall "
-        "| kp error px | jitter px | update ms (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in report["methods"].items():
-        s = r["summary"]
-        ms = "-" if name == "no tracking" else fmt(s["update_ms_median"])
-        lines.append(f"| {name} | {fmt(s['idf1'])} | {fmt(s['mota'])} | {fmt(s['switches_per_sequence'], 2)} "
-                     f"({s['switches_max']}) | {fmt(s['fragmentations_per_sequence'], 2)} | {fmt(s['precision'])} "
-                     f"| {fmt(s['recall'])} | {fmt(s['kp_error_px'], 2)} | {fmt(s['jitter_px'], 2)} | {ms} |")
-    for name, why in report["skipped"].items():
-        lines.append(f"| {name} | skipped: {why} | | | | | | | | |")
+    lines += summary_table(report["methods"], report["skipped"])
     cost = report.get("cost")
     if cost:
-        lines += ["", f"Cost of `update` on a sequence of {cost['people']} persons "
-                      f"({fmt(cost['detections_per_frame'], 1)} detections per frame, median frame of the best of "
+        w, h = cost["size"]
+        lines += ["", f"Cost of `update` on a sequence of {cost['people']} persons ({w}x{h}, "
+                      f"{fmt(cost['detections_per_frame'], 1)} detections per frame, median frame of the best of "
                       "5 passes): " + ", ".join(f"{k} {fmt(v['update_ms_median'])} ms" for k, v in cost.items()
                                                 if isinstance(v, dict)) + "."]
     meth = report["methods"]
@@ -189,6 +194,9 @@ def markdown(report: Dict[str, Any]) -> str:
         a, b = meth["PoseTracker"]["summary"], meth["PoseTracker + smoothing"]["summary"]
         lines += ["", f"Smoothing: jitter x{fmt(b['jitter_px'] / a['jitter_px'], 3)}, keypoint error "
                       f"x{fmt(b['kp_error_px'] / a['kp_error_px'], 3)} of PoseTracker alone."]
+    lines += ["", "The same trackers fed the ground truth itself (every person in view, its labelled keypoints "
+                  "exact): their own association errors, without the detector's.", ""]
+    lines += summary_table(report["on_ground_truth"], {})
     lines += ["", "Per sequence (IDF1 / ID switches):", "",
               "| sequence | persons | " + " | ".join(meth) + " |", "|---|---|" + "---|" * len(meth)]
     first = next(iter(meth.values()))["per_sequence"]
@@ -214,6 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "annotations": str(args.annotations), "images": str(args.images), "model": args.model.name,
     }
     report.update(evaluate(gt_paths, args, log))
+    report["on_ground_truth"] = evaluate(gt_paths, args, log, oracle=True)["methods"]
     report["cost"] = cost_run(args, log)
     report["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     report["wall_s"] = round(time.time() - t0, 1)

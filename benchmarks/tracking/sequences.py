@@ -52,6 +52,7 @@ class SequenceConfig:
         feet_range: the bottom of the person's box as a fraction of the frame height, far .. near.
         speed_range: walking speed in frame widths per second.
         depth_swing: the largest change of depth along a path (people walk towards / away).
+        spread: the middles of the paths lie in this central fraction of the frame width.
         mirror: mirror half of the persons (drawn per person) with left/right keypoints swapped.
     """
 
@@ -67,6 +68,7 @@ class SequenceConfig:
     feet_range: Tuple[float, float] = (0.62, 0.97)
     speed_range: Tuple[float, float] = (0.08, 0.24)
     depth_swing: float = 0.3
+    spread: float = 0.4
     mirror: bool = True
 
     def __post_init__(self) -> None:
@@ -195,7 +197,7 @@ def plan_sequence(sources: Sources, config: SequenceConfig, seed: int, index: in
             id=k + 1,
             person=sources.persons[int(chosen[k])],
             mirror=bool(config.mirror and rng.random() < 0.5),
-            x_mid=float(rng.uniform(0.3, 0.7) * W),
+            x_mid=float(rng.uniform(0.5 - config.spread / 2, 0.5 + config.spread / 2) * W),
             velocity=float(dirs[k] * speed),
             wobble=(float(rng.uniform(0.0, 0.04) * W), float(rng.uniform(1.5, 5.0) * config.fps),
                     float(rng.uniform(0, 2 * np.pi))),
@@ -305,10 +307,23 @@ def render(plan: SequencePlan, config: SequenceConfig) -> Iterator[Frame]:
         alphas = []
         for _, p, m, _ in placed:
             cut = cuts[p.id]
-            a = cv2.warpAffine(cut.alpha, m, (W, H), flags=cv2.INTER_LINEAR, borderValue=0.0)
-            rgb = cv2.warpAffine(cut.image, m, (W, H), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-            frame = frame * (1.0 - a[:, :, None]) + rgb.astype(np.float32) * a[:, :, None]
-            alphas.append(a >= 0.5)
+            own = np.zeros((H, W), bool)
+            # Warp into the part of the frame the crop covers only (same samples, less work).
+            ch, cw = cut.alpha.shape
+            corners = np.array([[0, 0], [cw, 0], [0, ch], [cw, ch]], np.float64) @ m[:, :2].T + m[:, 2]
+            x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+            x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, (W, H))
+            if x1 > x0 and y1 > y0:
+                mm = m.copy()
+                mm[:, 2] -= (x0, y0)
+                size = (int(x1 - x0), int(y1 - y0))
+                a = cv2.warpAffine(cut.alpha, mm, size, flags=cv2.INTER_LINEAR, borderValue=0.0)[:, :, None]
+                rgb = cv2.warpAffine(cut.image, mm, size, flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+                region = frame[y0:y1, x0:x1]
+                region *= 1.0 - a
+                region += rgb.astype(np.float32) * a
+                own[y0:y1, x0:x1] = a[:, :, 0] >= 0.5
+            alphas.append(own)
         image = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
         # Nearer persons cover farther ones: visible = own mask minus the union of those drawn later.
         nearer = np.zeros((H, W), bool)
@@ -418,6 +433,30 @@ def make_sequences(images: Path, annotations: Path, folder: Path, count: int, se
             log(f"wrote {video}")
         out.append(gt_path)
     return out
+
+
+def add_arguments(parser: Any, data: Path) -> None:
+    """The command-line options of the source material and the :class:`SequenceConfig` (``data``:
+    the shared data folder, whose coco_mini is the default)."""
+    parser.add_argument("--images", type=Path, default=data / "coco_mini" / "images")
+    parser.add_argument("--annotations", type=Path, default=data / "coco_mini" / "person_keypoints.json")
+    parser.add_argument("--sequences", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--people", default="3,4", help="persons per sequence, LO,HI inclusive (default 3,4)")
+    parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
+    parser.add_argument("--fps", type=float, default=30.0)
+
+
+def config_from(parser: Any, args: Any) -> SequenceConfig:
+    """The :class:`SequenceConfig` of options added by :func:`add_arguments` (a usage error if bad)."""
+    try:
+        lo, hi = (int(v) for v in args.people.split(","))
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        return SequenceConfig(frames=args.frames, width=w, height=h, fps=args.fps, people=(lo, hi))
+    except ValueError as e:
+        parser.error(f"--people LO,HI, --size WxH, --frames, --fps: {e}")
+        raise
 
 
 def load_ground_truth(path: Path) -> Dict[str, Any]:
