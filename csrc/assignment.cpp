@@ -85,6 +85,34 @@ void Matcher::optimal(const std::vector<LimbCandidate>& cands, std::int32_t na, 
   std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), key_order);
 }
 
+// The same reduction as `optimal`: cost -w for an admissible pair (w >= min_weight > 0), 0 for the
+// rest, so a minimum-cost assignment of every row of the smaller side, with its zero-cost pairs
+// dropped, is a maximum-weight matching over the admissible pairs.
+void Matcher::assign(const double* weights, std::int32_t nr, std::int32_t nc, double min_weight,
+                     std::vector<std::pair<std::int32_t, std::int32_t>>& out) {
+  out.clear();
+  if (nr <= 0 || nc <= 0) return;
+  const bool transposed = nr > nc;
+  const std::int32_t r_n = transposed ? nc : nr, c_n = transposed ? nr : nc;
+  const std::size_t C = static_cast<std::size_t>(nc);
+  cost_.assign(static_cast<std::size_t>(r_n) * static_cast<std::size_t>(c_n), 0.0);
+  for (std::int32_t r = 0; r < nr; ++r) {
+    for (std::int32_t c = 0; c < nc; ++c) {
+      const double w = weights[static_cast<std::size_t>(r) * C + c];
+      if (!(w >= min_weight)) continue;
+      const std::size_t rr = static_cast<std::size_t>(transposed ? c : r);
+      const std::size_t cc = static_cast<std::size_t>(transposed ? r : c);
+      cost_[rr * static_cast<std::size_t>(c_n) + cc] = -w;
+    }
+  }
+  solve_rectangular(r_n, c_n);
+  for (std::int32_t k = 0; k < r_n; ++k) {
+    const std::int32_t r = transposed ? col4row_[k] : k, c = transposed ? k : col4row_[k];
+    if (weights[static_cast<std::size_t>(r) * C + c] >= min_weight) out.emplace_back(r, c);
+  }
+  if (transposed) std::sort(out.begin(), out.end());
+}
+
 // Shortest augmenting path algorithm for the rectangular linear sum assignment problem
 // (D. F. Crouse, "On implementing 2D rectangular assignment algorithms", IEEE Trans. Aerospace
 // and Electronic Systems 52(4), 2016; the Jonker-Volgenant family). Each row in turn is joined

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "paf.hpp"
@@ -30,6 +31,13 @@ class Matcher {
   // limb's candidate list (ids < na for `from`, < nb for `to`); it is reordered in place.
   void match(Matching mode, std::vector<LimbCandidate>& cands, std::int32_t na, std::int32_t nb, std::int32_t limb,
              std::vector<Connection>& out);
+
+  // Maximum-weight bipartite matching of a dense nr x nc row-major weight matrix: among the pairs
+  // whose weight is >= min_weight (which must be > 0), a matching of maximum total weight. Fills
+  // `out` with its (row, column) pairs in ascending row order. Rows and columns may be unequal in
+  // number (either side larger); the same solver as `optimal` (the tracker's association).
+  void assign(const double* weights, std::int32_t nr, std::int32_t nc, double min_weight,
+              std::vector<std::pair<std::int32_t, std::int32_t>>& out);
 
  private:
   void greedy(std::vector<LimbCandidate>& cands, std::int32_t na, std::int32_t nb, std::int32_t limb,

@@ -13,7 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "assignment.hpp"
 #include "decoder.hpp"
+#include "tracking.hpp"
 
 namespace py = pybind11;
 using edgepose::DType;
@@ -215,6 +217,111 @@ class PyDecoder {
   std::mutex mutex_;
 };
 
+// linear_assignment: the decoder's optimal matcher (Matcher::assign) on a dense weight matrix.
+py::array_t<std::int64_t> linear_assignment(const py::object& weights_obj, double min_weight) {
+  if (!py::isinstance<py::array>(weights_obj)) {
+    fail("weights: expected a 2-D numpy array, got " + std::string(py::str(py::type::of(weights_obj).attr("__name__"))));
+  }
+  const py::array any = py::reinterpret_borrow<py::array>(weights_obj);
+  const char kind = any.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
+    fail("weights: dtype must be a real number type, got " + std::string(py::str(any.dtype())));
+  }
+  if (any.ndim() != 2) fail("weights: expected a 2-D array (rows, columns), got " + std::to_string(any.ndim()) + "-D");
+  if (!(min_weight > 0.0) || !std::isfinite(min_weight)) {
+    fail("min_weight: must be a finite number > 0, got " + std::to_string(min_weight));
+  }
+  const auto w = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(any);
+  if (!w) fail("weights: cannot be read as float64");
+  const py::ssize_t nr = w.shape(0), nc = w.shape(1);
+  constexpr py::ssize_t kMaxSide = 1 << 15;
+  if (nr > kMaxSide || nc > kMaxSide) {
+    fail("weights: at most " + std::to_string(kMaxSide) + " rows and columns, got " + std::to_string(nr) + " x " +
+         std::to_string(nc));
+  }
+  const double* data = w.data();
+  std::vector<std::pair<std::int32_t, std::int32_t>> pairs;
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < nr * nc; ++i) {
+      if (!std::isfinite(data[i])) throw std::invalid_argument("weights: contains NaN or infinity");
+    }
+    edgepose::Matcher matcher;
+    matcher.assign(data, static_cast<std::int32_t>(nr), static_cast<std::int32_t>(nc), min_weight, pairs);
+  }
+  py::array_t<std::int64_t> out({static_cast<py::ssize_t>(pairs.size()), py::ssize_t{2}});
+  auto o = out.mutable_unchecked<2>();
+  for (std::size_t k = 0; k < pairs.size(); ++k) {
+    o(static_cast<py::ssize_t>(k), 0) = pairs[k].first;
+    o(static_cast<py::ssize_t>(k), 1) = pairs[k].second;
+  }
+  return out;
+}
+
+// keypoint_similarity: the tracker's OKS matrix (edgepose/tracking.py), checked here.
+using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using U8 = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
+
+py::array_t<double> keypoint_similarity(const F64& pred, const U8& known, const F64& inv_var, const F64& det,
+                                        const U8& vis) {
+  if (pred.ndim() != 3 || pred.shape(2) != 2) fail("pred: expected shape (T, N, 2)");
+  if (det.ndim() != 3 || det.shape(2) != 2) fail("det: expected shape (M, N, 2)");
+  const py::ssize_t T = pred.shape(0), N = pred.shape(1), M = det.shape(0);
+  if (det.shape(1) != N) fail("det: " + std::to_string(det.shape(1)) + " keypoints, pred has " + std::to_string(N));
+  auto check = [](const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
+    if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols) {
+      fail(std::string(name) + ": expected shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")");
+    }
+  };
+  check(known, "known", T, N);
+  check(inv_var, "inv_var", T, N);
+  check(vis, "vis", M, N);
+  py::array_t<double> out({T, M});
+  {
+    py::gil_scoped_release release;
+    edgepose::keypoint_similarity(pred.data(), known.data(), inv_var.data(), T, det.data(), vis.data(), M, N,
+                                  out.mutable_data());
+  }
+  return out;
+}
+
+// one_euro_step: the tracker's smoothing, in place on its state arrays (exact dtypes, C order).
+template <typename T>
+T* state_array(py::array& a, const char* name, py::ssize_t rows, py::ssize_t n, py::ssize_t last) {
+  const bool ok_type = py::isinstance<py::array_t<T>>(a);
+  const bool ok_shape = a.ndim() == (last ? 3 : 2) && a.shape(0) == rows && a.shape(1) == n &&
+                        (!last || a.shape(2) == last);
+  if (!ok_type || !ok_shape || !(a.flags() & py::array::c_style) || !a.writeable()) {
+    fail(std::string(name) + ": expected a writable C-contiguous state array of the tracker's shape and dtype");
+  }
+  return static_cast<T*>(a.mutable_data());
+}
+
+py::array_t<double> one_euro_step(py::array fx, py::array fdx, py::array ft, py::array fframe,
+                                  const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& tracks,
+                                  const F64& xy, const U8& vis, double t, std::int64_t frame, double min_cutoff,
+                                  double beta, double d_cutoff, std::int64_t max_gap) {
+  if (fx.ndim() != 3) fail("fx: expected shape (T, N, 2)");
+  const py::ssize_t T = fx.shape(0), N = fx.shape(1), R = tracks.size();
+  edgepose::OneEuroState s{state_array<double>(fx, "fx", T, N, 2), state_array<double>(fdx, "fdx", T, N, 2),
+                           state_array<double>(ft, "ft", T, N, 0), state_array<std::int64_t>(fframe, "fframe", T, N, 0),
+                           static_cast<std::int64_t>(N)};
+  if (xy.ndim() != 3 || xy.shape(0) != R || xy.shape(1) != N || xy.shape(2) != 2) fail("xy: expected (R, N, 2)");
+  if (vis.ndim() != 2 || vis.shape(0) != R || vis.shape(1) != N) fail("vis: expected (R, N)");
+  const std::int64_t* tr = tracks.data();
+  for (py::ssize_t r = 0; r < R; ++r) {
+    if (tr[r] < 0 || tr[r] >= T) fail("tracks: index " + std::to_string(tr[r]) + " out of range");
+  }
+  if (!(min_cutoff > 0) || !(d_cutoff > 0) || !(beta >= 0)) fail("one_euro_step: bad filter parameters");
+  const edgepose::OneEuroParams p{min_cutoff, beta, d_cutoff, max_gap};
+  py::array_t<double> out({R, N, py::ssize_t{2}});
+  {
+    py::gil_scoped_release release;
+    edgepose::one_euro_step(s, p, tr, R, xy.data(), vis.data(), t, frame, out.mutable_data());
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_decoder, m) {
@@ -236,6 +343,24 @@ PYBIND11_MODULE(_decoder, m) {
            "list of B (keypoints (M, N, 3) float32, scores (M,) float32). Releases the GIL.")
       .def_property_readonly("num_keypoints", &PyDecoder::num_keypoints)
       .def_property_readonly("num_limbs", &PyDecoder::num_limbs);
+
+  m.def("linear_assignment", &linear_assignment, py::arg("weights"), py::arg("min_weight"),
+        "Maximum-weight bipartite matching: weights (R, C) real (float64 after conversion); among the pairs "
+        "with weight >= min_weight (> 0), a matching of maximum total weight, as an (P, 2) int64 array of "
+        "(row, column) pairs in ascending row order. The decoder's optimal solver (shortest augmenting paths); "
+        "releases the GIL; ValueError for a non-2-D or non-finite array or min_weight <= 0.");
+
+  m.def("keypoint_similarity", &keypoint_similarity, py::arg("pred"), py::arg("known"), py::arg("inv_var"),
+        py::arg("det"), py::arg("vis"),
+        "The tracker's (T, M) keypoint similarity: mean over the keypoints in both (known (T, N) and vis (M, N)) "
+        "of exp(-0.5 |pred - det|^2 inv_var), pred (T, N, 2), det (M, N, 2), inv_var (T, N); 0 where none is "
+        "shared. Releases the GIL.");
+
+  m.def("one_euro_step", &one_euro_step, py::arg("fx"), py::arg("fdx"), py::arg("ft"), py::arg("fframe"),
+        py::arg("tracks"), py::arg("xy"), py::arg("vis"), py::arg("t"), py::arg("frame"), py::arg("min_cutoff"),
+        py::arg("beta"), py::arg("d_cutoff"), py::arg("max_gap"),
+        "The tracker's One Euro step: filters xy (R, N, 2) of persons on tracks (R,), in place on the state "
+        "fx, fdx (T, N, 2) float64, ft (T, N) float64, fframe (T, N) int64; returns the output (R, N, 2).");
 
   bind_render(m);
 }

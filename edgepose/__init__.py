@@ -36,6 +36,7 @@ __all__ = [
     "InputError",
     "ModelFormatError",
     "ModelSpec",
+    "PoseTracker",
     "Poses",
     "SpecError",
     "Topology",
@@ -50,6 +51,7 @@ _LAZY = {
     "render_pafs": ("edgepose.render", "render_pafs"),
     "EdgePose": ("edgepose.pipeline", "EdgePose"),
     "ModelSpec": ("edgepose.spec", "ModelSpec"),
+    "PoseTracker": ("edgepose.tracking", "PoseTracker"),
 }
 
 

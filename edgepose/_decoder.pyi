@@ -34,3 +34,29 @@ def render_pafs(
     width_cells: float = 1.0,
     nchw: bool = False,
 ) -> np.ndarray: ...
+def linear_assignment(weights: np.ndarray, min_weight: float) -> np.ndarray:
+    """Maximum-weight matching over the pairs with weight >= min_weight (> 0): (P, 2) int64 (row, column)
+    pairs in ascending row order. Releases the GIL; ValueError for a non-2-D / non-finite array."""
+    ...
+def keypoint_similarity(
+    pred: np.ndarray, known: np.ndarray, inv_var: np.ndarray, det: np.ndarray, vis: np.ndarray
+) -> np.ndarray:
+    """(T, M) mean over shared keypoints of exp(-0.5 |pred - det|^2 inv_var); the tracker's OKS."""
+    ...
+def one_euro_step(
+    fx: np.ndarray,
+    fdx: np.ndarray,
+    ft: np.ndarray,
+    fframe: np.ndarray,
+    tracks: np.ndarray,
+    xy: np.ndarray,
+    vis: np.ndarray,
+    t: float,
+    frame: int,
+    min_cutoff: float,
+    beta: float,
+    d_cutoff: float,
+    max_gap: int,
+) -> np.ndarray:
+    """The tracker's One Euro step, in place on its state; returns the filtered (R, N, 2)."""
+    ...

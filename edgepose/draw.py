@@ -6,7 +6,9 @@
 Each limb has its own colour (hues spread over the colour wheel in topology order, so left and
 right limbs differ); keypoints are filled dots, coloured per keypoint type. Missing keypoints, and
 limbs with a missing end, are not drawn. Coordinates are sub-pixel: OpenCV's ``shift`` keeps 4
-fractional bits.
+fractional bits. Tracked poses (``poses.ids`` set, see :mod:`edgepose.tracking`) are drawn one
+colour per person, chosen from the id (the same person keeps its colour over a video), with the
+id written above the person; persons without an id (-1) are drawn grey.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from .errors import InputError
 from .results import Poses
 
-__all__ = ["draw", "limb_colors"]
+__all__ = ["draw", "id_color", "limb_colors"]
 
 # OpenCV drawing functions take fixed-point coordinates with this many fractional bits.
 _SHIFT = 4
@@ -36,6 +38,27 @@ def limb_colors(count: int) -> List[Color]:
         r, g, b = colorsys.hsv_to_rgb(k / max(count, 1), 1.0, 1.0)
         out.append((int(b * 255), int(g * 255), int(r * 255)))
     return out
+
+
+_UNTRACKED: Color = (160, 160, 160)
+
+
+def id_color(track_id: int) -> Color:
+    """A saturated BGR colour for a track id: hues stepped by the golden ratio, so consecutive ids
+    differ strongly; grey for -1 (no id)."""
+    if track_id < 0:
+        return _UNTRACKED
+    r, g, b = colorsys.hsv_to_rgb((track_id * 0.618033988749895) % 1.0, 0.85, 1.0)
+    return (int(b * 255), int(g * 255), int(r * 255))
+
+
+def _draw_id(out: np.ndarray, text: str, xy: Tuple[int, int], color: Color) -> None:
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1
+    (w, h), base = cv2.getTextSize(text, font, scale, thick)
+    x = min(max(xy[0], 0), max(out.shape[1] - w, 0))
+    y = min(max(xy[1], h + 1), out.shape[0] - base)
+    cv2.rectangle(out, (x - 1, y - h - 2), (x + w + 1, y + base), (0, 0, 0), -1)
+    cv2.putText(out, text, (x, y), font, scale, color, thick, cv2.LINE_AA)
 
 
 def _check_frame(frame: object, copy: bool) -> np.ndarray:
@@ -57,6 +80,7 @@ def draw(
     radius: int = 3,
     copy: bool = True,
     keypoint_color: Optional[Color] = None,
+    show_ids: bool = True,
 ) -> np.ndarray:
     """Draw the skeletons of ``poses`` on ``frame`` (H, W, 3 uint8 BGR).
 
@@ -67,6 +91,7 @@ def draw(
         radius: keypoint dot radius in pixels (0 draws no dots).
         copy: draw on a copy (default) and leave ``frame`` untouched; ``False`` draws in place.
         keypoint_color: one BGR colour for every keypoint dot (default: a colour per keypoint type).
+        show_ids: for tracked poses, colour each person by its id and write the id (default True).
     Returns:
         The annotated image: a new array, or ``frame`` itself when ``copy=False``.
     Raises:
@@ -85,7 +110,12 @@ def draw(
     present = poses.visible & np.isfinite(poses.xy).all(axis=2)
     fixed = np.zeros(poses.xy.shape, np.int64)
     fixed[present] = np.round(poses.xy[present] * _SCALE).astype(np.int64)
+    by_id = show_ids and poses.ids is not None
     for m in range(len(poses)):
+        if by_id:
+            person = id_color(int(poses.ids[m]))
+            colors = [person] * topology.num_limbs
+            dot_colors = [keypoint_color or person] * topology.num_keypoints
         if thickness > 0:
             for (a, b), color in zip(topology.limbs, colors):
                 if present[m, a] and present[m, b]:
@@ -95,4 +125,7 @@ def draw(
             for n in np.flatnonzero(present[m]):
                 center = tuple(int(v) for v in fixed[m, n])
                 cv2.circle(out, center, radius * _SCALE, dot_colors[n], -1, cv2.LINE_AA, _SHIFT)
+        if by_id and poses.ids[m] >= 0 and present[m].any():
+            top = poses.xy[m][present[m]]
+            _draw_id(out, str(int(poses.ids[m])), (int(top[:, 0].min()), int(top[:, 1].min()) - 6), colors[0])
     return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -383,6 +383,38 @@ class EdgePose:
                              f"{type(frame).__name__}{'' if shape is None else f' of shape {tuple(shape)}'}; "
                              "use infer_batch for several frames")
         return self.infer_batch([frame])[0]
+
+    def track(self, frames: Iterable[Any], timestamps: Optional[Iterable[float]] = None,
+              **tracker_kwargs: Any) -> Iterator[Poses]:
+        """Tracked poses of consecutive video frames: :meth:`infer` on each frame, then
+        :meth:`edgepose.tracking.PoseTracker.update`; yields one Poses with ``ids`` per frame, lazily.
+
+        Args:
+            frames: an iterable of (H, W, 3) uint8 BGR frames in time order (a list, a generator
+                reading a video, ...).
+            timestamps: the frames' times in seconds, increasing (e.g. ``CAP_PROP_POS_MSEC / 1000``);
+                None: frame k is at ``k / fps`` (``fps`` a tracker argument, default 30).
+            tracker_kwargs: :class:`~edgepose.tracking.PoseTracker` arguments (``smooth=True``,
+                ``max_lost=...``), or ``tracker=`` an existing PoseTracker to continue with.
+        Raises:
+            InputError: a bad frame (as :meth:`infer`), a timestamp that does not increase, or
+                fewer timestamps than frames.
+        """
+        from .tracking import PoseTracker
+
+        tracker = tracker_kwargs.pop("tracker", None)
+        if tracker is None:
+            tracker = PoseTracker(**tracker_kwargs)
+        elif tracker_kwargs:
+            raise TypeError(f"track: pass tracker= or PoseTracker arguments, not both ({', '.join(tracker_kwargs)})")
+        times = None if timestamps is None else iter(timestamps)
+        for k, frame in enumerate(frames):
+            t = None
+            if times is not None:
+                t = next(times, None)
+                if t is None:
+                    raise InputError(f"timestamps: ran out at frame {k}; give one timestamp per frame")
+            yield tracker.update(self.infer(frame), timestamp=t)
 
     def warmup(self, runs: int = 1) -> None:
         """Run the model on a blank frame ``runs`` times (first-run allocations, lazy initialisation)."""

@@ -67,6 +67,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write JSON lines here, one record per frame ('-' for stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--track", action="store_true",
+                   help="give each person a stable id across frames (a folder is read as an image sequence); "
+                        "the JSON persons get 'id' and 'box', the overlay colours persons by id")
+    p.add_argument("--smooth", action="store_true",
+                   help="smooth the tracked keypoints over time (One Euro filter); implies --track")
     return p
 
 
@@ -78,6 +83,7 @@ class Frame:
     name: str
     image: Any = None
     error: Optional[str] = None
+    time_ms: Optional[float] = None  # the video's own time of the frame (CAP_PROP_POS_MSEC), when it has one
 
 
 class _Images:
@@ -124,7 +130,7 @@ class _Video:
             ok, image = self.cap.read()
             if ok and image is not None:
                 bad_in_a_row = 0
-                yield Frame(index, self.name, image)
+                yield Frame(index, self.name, image, time_ms=self._position_ms())
                 index += 1
                 continue
             # A failed read is the end, unless a file says more frames follow (a corrupt frame).
@@ -134,8 +140,33 @@ class _Video:
             yield Frame(index, self.name, error=f"{self.name}: frame {index} cannot be decoded")
             index += 1
 
+    def _position_ms(self) -> Optional[float]:
+        import cv2
+
+        ms = float(self.cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        return ms if ms == ms and ms >= 0.0 else None
+
     def close(self) -> None:
         self.cap.release()
+
+
+class _FrameClock:
+    """Frame times in seconds for the tracker: the video's own (CAP_PROP_POS_MSEC) while they
+    increase, else frame index / fps; always increasing (a camera that reports no time, or a
+    container whose times jump back, still gives a usable clock)."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps if fps > 0 else _FALLBACK_FPS
+        self.last: Optional[float] = None
+
+    def __call__(self, frame: Frame) -> float:
+        t = frame.time_ms / 1000.0 if frame.time_ms is not None else None
+        if t is None or (self.last is not None and t <= self.last):
+            t = frame.index / self.fps
+        if self.last is not None and t <= self.last:
+            t = self.last + 1.0 / self.fps
+        self.last = t
+        return t
 
 
 class _StopOnInterrupt:
@@ -321,6 +352,11 @@ def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> 
             raise CLIError(f"--json {args.json}: is a source file; choose another path")
 
     model = open_model(args)
+    tracker, clock = None, _FrameClock(source.fps)
+    if args.track or args.smooth:  # --smooth implies --track
+        from ..tracking import PoseTracker
+
+        tracker = PoseTracker(smooth=args.smooth, fps=clock.fps)
     if image_out and kind == "folder":
         args.out.mkdir(exist_ok=True)
     json_file: Optional[IO[str]] = None
@@ -350,6 +386,8 @@ def _run(args: argparse.Namespace, kind: str, source: Any, report: Reporter) -> 
                         skipped += 1
                         report.advance()
                         continue
+                    if tracker is not None:
+                        poses = tracker.update(poses, timestamp=clock(frame))
                     frames += 1
                     persons += len(poses)
                     if json_file is not None:
