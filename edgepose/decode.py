@@ -34,7 +34,8 @@ def _as_map(name: str, x: object) -> np.ndarray:
     if a.dtype not in (np.float16, np.float32) or not a.dtype.isnative:
         a = np.asarray(a, np.float32)
     if not a.flags.aligned or any(s % a.itemsize for s in a.strides):
-        a = np.ascontiguousarray(a)
+        # A copy, always: np.ascontiguousarray returns a misaligned C-contiguous array as it is.
+        a = np.array(a, order="C", copy=True)
     return a
 
 
