@@ -1,6 +1,7 @@
 // edgepose._decoder: numpy <-> MapView for the decoder. The only decoder file that includes
 // pybind11 (bindings_render.cpp does the same for the renderer). Every check on the arrays lives
-// here, once per batch, and fails as ValueError (std::invalid_argument) naming the argument.
+// here, once per batch, and fails as edgepose.InputError (a ValueError; from std::invalid_argument)
+// naming the argument.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -219,6 +220,19 @@ class PyDecoder {
 
 PYBIND11_MODULE(_decoder, m) {
   m.doc() = "edgepose's C++ pose decoder and ground-truth renderer (private; use edgepose.decode)";
+  // Every input error of the C++ side (std::invalid_argument) arrives as edgepose.errors.InputError,
+  // a ValueError, so that `except EdgePoseError` catches it like the Python side's. The class is
+  // looked up once, here; the reference is kept for the life of the interpreter.
+  static PyObject* const input_error =
+      py::object(py::module_::import("edgepose.errors").attr("InputError")).release().ptr();
+  m.attr("InputError") = py::handle(input_error);
+  py::register_local_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(input_error, e.what());
+    }
+  });
   m.attr("__version__") = EDGEPOSE_VERSION;
   m.attr("MAX_MAP_CELLS") = edgepose::kMaxMapCells;
   m.attr("MAX_LIMB_PEAKS") = edgepose::kMaxLimbPeaks;

@@ -87,9 +87,9 @@ class Decoder:
             image) for a batch.
 
         Raises:
-            ValueError: (from the C++ boundary) a map of the wrong rank, channel count, size,
-                dtype, with NaN or infinity, a non-positive stride or an unknown layout.
-            InputError: a non-numeric array.
+            InputError: (a ValueError; raised in Python or at the C++ boundary) a non-numeric array,
+                a map of the wrong rank, channel count or size, with NaN or infinity, a stride out
+                of range or strides that do not describe the same image, an unknown layout.
         """
         h = _as_map("heatmap", heatmap)
         p = _as_map("paf", paf)

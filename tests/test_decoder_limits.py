@@ -41,3 +41,21 @@ def test_misaligned_contiguous_maps_are_copied_not_refused(golden_maps, dtype):
     got = dec.decode(misaligned(h[np.newaxis]), p[np.newaxis], heatmap_stride=8)
     assert len(got) == 1
     assert_same_poses(got[0], want)
+
+
+# -- one exception family -------------------------------------------------------------------------
+def test_cpp_input_errors_are_edgepose_input_errors():
+    from edgepose import EdgePoseError, InputError, _decoder, render_pafs
+
+    h = np.zeros((6, 7, 19), np.float32)
+    p = np.zeros((6, 7, 38), np.float32)
+    h[2, 3, 0] = np.nan
+    with pytest.raises(EdgePoseError, match="heatmap: contains NaN") as e:
+        Decoder().decode(h, p, heatmap_stride=8)
+    assert type(e.value) is InputError and isinstance(e.value, ValueError)
+    with pytest.raises(InputError, match="heatmap_stride"):  # a check made in C++ before any value is read
+        Decoder().decode(np.zeros((6, 7, 19), np.float32), p, heatmap_stride=-1)
+    with pytest.raises(InputError, match="config: unknown field"):
+        _decoder.Decoder(np.zeros((1, 4), np.int32), np.ones(1, np.uint8), 2, {"nope": 1})
+    with pytest.raises(InputError, match="stride"):  # the renderer's checks, in C++ too
+        render_pafs(np.zeros((1, 18, 3)), shape=(4, 4), stride=0)
