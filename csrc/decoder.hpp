@@ -58,6 +58,10 @@ constexpr std::int64_t kMaxMapCells = std::int64_t{1} << 22;
 // a kMaxLimbPeaks x kMaxLimbPeaks problem. Only max_peaks > kMaxLimbPeaks (a crowd of more than
 // 128 people at one keypoint type) can reach it.
 constexpr std::int32_t kMaxLimbPeaks = 128;
+// Strides (input pixels per map cell) outside [kMinStride, kMaxStride] are refused: no network has
+// them, and at the extremes the output coordinates lose all precision or overflow float32.
+constexpr double kMinStride = 0.01;
+constexpr double kMaxStride = 1024.0;
 
 // True when every element of `map` is finite. A branch-free scan of the map's bytes (an OR of
 // "exponent all ones" over every element); axes of stride 0 (np.broadcast_to) are read once.
@@ -78,8 +82,9 @@ class Decoder {
 
   // Throws std::invalid_argument (naming "heatmap", "paf", "heatmap_stride" or "paf_stride")
   // unless the maps fit this decoder: heatmap (H, W, N + 1), paf (H_p, W_p, 2K), neither empty,
-  // at most kMaxMapCells cells, strides positive and finite. Values are not checked here (see
-  // all_finite): it is O(1).
+  // at most kMaxMapCells cells, strides finite and in [kMinStride, kMaxStride], and the two maps
+  // covering the same input (H * heatmap_stride and H_p * paf_stride within one stride of the
+  // coarser map, the same for W). Values are not checked here (see all_finite): it is O(1).
   void check_maps(const MapView& heat, const MapView& paf, double heatmap_stride, double paf_stride) const;
 
   // Decodes one image. Calls check_maps; the map values must be finite (NaN or inf cannot crash

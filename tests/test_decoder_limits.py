@@ -3,6 +3,8 @@ in a long batch, one exception family, and the exact boundary of every threshold
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,66 @@ def test_cpp_input_errors_are_edgepose_input_errors():
         _decoder.Decoder(np.zeros((1, 4), np.int32), np.ones(1, np.uint8), 2, {"nope": 1})
     with pytest.raises(InputError, match="stride"):  # the renderer's checks, in C++ too
         render_pafs(np.zeros((1, 18, 3)), shape=(4, 4), stride=0)
+
+
+# -- strides and sizes that cannot be right --------------------------------------------------------
+@pytest.mark.parametrize("name", ["heatmap_stride", "paf_stride"])
+@pytest.mark.parametrize("value", [1e-30, 1e-3, 2000.0, 1e37])
+def test_strides_out_of_a_sane_range_are_refused(golden_maps, name, value):
+    from edgepose import InputError
+
+    h, p = real_maps(golden_maps)
+    kwargs = dict(heatmap_stride=8.0, paf_stride=8.0)
+    kwargs[name] = value
+    pattern = rf"{name} must be .* in \[0\.01, 1024\], got {re.escape(format(value, 'g'))}$"
+    with pytest.raises(InputError, match=pattern):
+        Decoder().decode(h, p, **kwargs)
+
+
+def test_the_ends_of_the_stride_range_decode(golden_maps):
+    """Strides only scale the output (docs/decoder.md section 0): the same persons at either end."""
+    h, p = real_maps(golden_maps)
+    dec = Decoder()
+    want = dec.decode(h, p, heatmap_stride=8)
+    for s in (0.01, 1024.0):
+        got = dec.decode(h, p, heatmap_stride=s)
+        assert len(got) == len(want) >= 3
+        np.testing.assert_array_equal(got.visible, want.visible)
+        np.testing.assert_array_equal(got.scores, want.scores)
+        vis = want.visible
+        np.testing.assert_allclose(got.keypoints[vis][:, :2], (want.keypoints[vis][:, :2] + 0.5) / 8 * s - 0.5,
+                                   rtol=1e-5, atol=1e-4)
+
+
+def test_a_paf_stride_that_does_not_fit_the_maps_is_refused(golden_maps):
+    """The README's old example: 46 x 69 PAFs at stride 2 beside a 46 x 69 heatmap at stride 8 cover
+    92 x 138 and 368 x 552 input pixels; that decoded to 0 persons without a word."""
+    from edgepose import InputError
+
+    h, p = real_maps(golden_maps)
+    assert h.shape[:2] == p.shape[:2] == (46, 69)
+    pattern = r"paf_stride.*46 x 69 cells at stride 8 cover 368 x 552 .*46 x 69 cells at stride 2 cover 92 x 138"
+    with pytest.raises(InputError, match=pattern):
+        Decoder().decode(h, p, heatmap_stride=8, paf_stride=2)
+    # The same PAF at 4x the resolution fits stride 2; within one cell of the coarser map fits too
+    # (a network's output sizes round the input size up or down).
+    p4 = np.ascontiguousarray(p.repeat(4, axis=0).repeat(4, axis=1))
+    assert len(Decoder().decode(h, p4, heatmap_stride=8, paf_stride=2)) >= 3
+    assert len(Decoder().decode(h, p4[:-3, 1:], heatmap_stride=8, paf_stride=2)) >= 3
+    with pytest.raises(InputError, match="paf_stride"):
+        Decoder().decode(h, p4[:-5], heatmap_stride=8, paf_stride=2)  # 10 pixels short: more than a cell
+    with pytest.raises(InputError, match="paf_stride"):
+        Decoder().decode(h, p4, heatmap_stride=8, paf_stride=8)
+
+
+@pytest.mark.parametrize("input_size", [(7, 7), (368, 24), 16])
+def test_an_input_size_too_small_for_the_maps_is_refused(input_size):
+    from conftest import MODELS, need
+
+    from edgepose import EdgePose, SpecError
+
+    model = need(MODELS / "omz_human_pose_estimation_0001.onnx")
+    with pytest.raises(SpecError, match=r"input_size .* at least 4 cells .* at least 32 pixels"):
+        EdgePose(str(model), input_size=input_size, threads=1)
+    with EdgePose(str(model), input_size=(32, 32), threads=1) as m:  # 4 x 4 cells: accepted
+        assert len(m.infer(np.full((40, 40, 3), 128, np.uint8))) == 0
