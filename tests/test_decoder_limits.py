@@ -124,3 +124,47 @@ def test_an_input_size_too_small_for_the_maps_is_refused(input_size):
         EdgePose(str(model), input_size=input_size, threads=1)
     with EdgePose(str(model), input_size=(32, 32), threads=1) as m:  # 4 x 4 cells: accepted
         assert len(m.infer(np.full((40, 40, 3), 128, np.uint8))) == 0
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+CHILD = r"""
+import sys, numpy as np
+from edgepose import DecoderConfig
+from edgepose.decode import Decoder
+d = np.load(sys.argv[1])
+h = np.broadcast_to(d["h"], (10**6,) + d["h"].shape)   # a million frames, one image's memory
+p = np.broadcast_to(d["p"], (10**6,) + d["p"].shape)
+dec = Decoder(config=DecoderConfig(min_parts=19))       # all the work, no person kept: small results
+print("ready", flush=True)
+try:
+    dec.decode(h, p, heatmap_stride=8)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+
+
+def test_a_long_batch_stops_on_ctrl_c(golden_maps, tmp_path):
+    """SIGINT during a batch of 10^6 frames (minutes of work) raises KeyboardInterrupt inside decode();
+    the decoder looked at signals only after the whole batch."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    h, p = real_maps(golden_maps)
+    maps = tmp_path / "maps.npz"
+    np.savez(maps, h=h, p=p)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(maps)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        time.sleep(1.0)  # well inside the batch
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)  # a hang guard only: the batch itself takes minutes
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert (child.returncode, out.strip()) == (3, "interrupted"), err
