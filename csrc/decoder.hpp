@@ -49,19 +49,14 @@ struct DecoderConfig {
   void validate() const;
 };
 
-// Limits that keep adversarial input bounded in time and memory (beyond max_peaks/max_persons).
-// A map may hold at most this many cells (H * W) per channel: 2048 x 2048, i.e. a 16k x 16k
-// input at stride 8 or 4k x 4k at stride 2.
-constexpr std::int64_t kMaxMapCells = std::int64_t{1} << 22;
+// Limits that keep adversarial input bounded in time and memory (beyond max_peaks/max_persons);
+// kMaxMapCells, kMinStride and kMaxStride (view.hpp) are shared with the renderer.
 // Limb candidates are formed among at most this many of the strongest peaks of each end, so a
 // limb costs at most kMaxLimbPeaks^2 PAF line integrals and the optimal matcher solves at most
 // a kMaxLimbPeaks x kMaxLimbPeaks problem. Only max_peaks > kMaxLimbPeaks (a crowd of more than
 // 128 people at one keypoint type) can reach it.
 constexpr std::int32_t kMaxLimbPeaks = 128;
-// Strides (input pixels per map cell) outside [kMinStride, kMaxStride] are refused: no network has
-// them, and at the extremes the output coordinates lose all precision or overflow float32.
-constexpr double kMinStride = 0.01;
-constexpr double kMaxStride = 1024.0;
+
 
 // True when every element of `map` is finite. A branch-free scan of the map's bytes (an OR of
 // "exponent all ones" over every element); axes of stride 0 (np.broadcast_to) are read once.
