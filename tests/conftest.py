@@ -39,3 +39,18 @@ def golden_maps() -> dict:
     m = "omz_human_pose_estimation_0001"
     out[m] = (omz[f"{m}__heatmap"], omz[f"{m}__paf"], "NCHW")
     return out
+
+
+# -- hypothesis profiles ---------------------------------------------------------------------------
+# "ci": the same examples on every run (derandomized), a bounded number of them, no deadline (the
+# machine may be loaded), and a failing example printed with what reproduces it. .ci/run selects it
+# with HYPOTHESIS_PROFILE=ci; locally the default profile (random examples) stays.
+try:
+    import os as _os
+
+    from hypothesis import settings as _settings
+
+    _settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
+    _settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:  # hypothesis is in the [test] extra; the tests that use it import it themselves
+    pass
