@@ -88,6 +88,7 @@ void DecoderConfig::validate() const {
   for (const auto& f : finite_fields) {
     require(finite(f.second), std::string("config: ") + f.first + " must be a finite number, got " + num(f.second));
   }
+  require(peak_threshold >= 0.0, "config: peak_threshold must be >= 0 (a peak's score is > 0), got " + num(peak_threshold));
   require(0 <= nms_radius && nms_radius <= 8, "config: nms_radius must be in 0..8, got " + std::to_string(nms_radius));
   require(1 <= max_peaks && max_peaks <= 1024, "config: max_peaks must be in 1..1024, got " + std::to_string(max_peaks));
   require(2 <= paf_samples && paf_samples <= 256,

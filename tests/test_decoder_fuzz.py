@@ -28,7 +28,7 @@ def rarely(draw, odd, usual, one_in=8):
 def configs(draw):
     samples = draw(st.integers(2, 12))
     return DecoderConfig(
-        peak_threshold=draw(st.floats(-0.5, 1.0)), nms_radius=draw(st.integers(0, 3)),
+        peak_threshold=draw(st.floats(0, 1.0)), nms_radius=draw(st.integers(0, 3)),
         refine=draw(st.sampled_from(REFINE_MODES)), max_peaks=draw(st.integers(1, 40)), paf_samples=samples,
         paf_sample_step=draw(st.sampled_from([0.0, 0.3, 1.0])), max_paf_samples=samples + draw(st.integers(0, 8)),
         paf_threshold=draw(st.floats(-1, 1)), min_sample_fraction=draw(st.floats(0, 1)),

@@ -168,3 +168,128 @@ def test_a_long_batch_stops_on_ctrl_c(golden_maps, tmp_path):
             child.kill()
             child.communicate()
     assert (child.returncode, out.strip()) == (3, "interrupted"), err
+
+
+# -- each threshold's boundary (docs/decoder.md states the strictness) --------------------------------
+# Two keypoints joined by one limb, stride 1, no refinement: peaks A at (row 1, col 1) and B at
+# (row 1, col 1 + L); with paf_samples = L + 1 and L a power of two every sample falls exactly on a
+# cell centre, so each projection is exactly the PAF value stored there (0.25 and 0.5 are exact in
+# float16 too) and a threshold can be met with equality.
+def _pair_topology():
+    from edgepose import Topology
+
+    return Topology(name="pair", keypoints=("a", "b"), limbs=((0, 1),), paf_channels=((0, 1),),
+                    starts_person=(True,))
+
+
+def pair_maps(peak=0.5, field=0.25, length=8, passing=None, dtype=np.float32, layout="NHWC"):
+    """heatmap (3, length + 3, 3) with peaks `peak` at A and B; PAF x-component `field` on row 1 (or 1.0
+    on the first `passing` sample cells and 0 beyond)."""
+    w = length + 3
+    heat = np.zeros((3, w, 3), np.float64)
+    heat[1, 1, 0] = heat[1, 1 + length, 1] = peak
+    paf = np.zeros((3, w, 2), np.float64)
+    if passing is None:
+        paf[:, :, 0] = field
+    else:
+        paf[:, 1:1 + passing, 0] = 1.0
+    heat, paf = heat.astype(dtype), paf.astype(dtype)
+    if layout == "NCHW":
+        heat, paf = heat.transpose(2, 0, 1), paf.transpose(2, 0, 1)
+    return heat, paf
+
+
+def persons(config, *, reference=False, layout="NHWC", dtype=np.float32, **maps):
+    from edgepose import DecoderConfig
+    from edgepose._reference import decode_reference
+
+    base = dict(refine="none", nms_radius=1, paf_samples=9, max_paf_samples=9, min_parts=1, min_person_score=0.0,
+                nearest_partners=0)
+    base.update(config)
+    heat, paf = pair_maps(dtype=dtype, layout=layout, **maps)
+    fn = decode_reference if reference else Decoder(_pair_topology(), DecoderConfig(**base)).decode
+    kwargs = dict(topology=_pair_topology(), config=DecoderConfig(**base)) if reference else {}
+    poses = fn(heat, paf, heatmap_stride=1, layout=layout, **kwargs)
+    return poses
+
+
+def below(x):
+    return float(np.nextafter(x, -np.inf))
+
+
+def above(x):
+    return float(np.nextafter(x, np.inf))
+
+
+BOUNDARY = pytest.mark.parametrize("reference, layout, dtype", [
+    (False, "NHWC", np.float32), (False, "NCHW", np.float32), (False, "NHWC", np.float16),
+    (False, "NCHW", np.float16), (True, "NHWC", np.float32)], ids=["cpp-nhwc", "cpp-nchw", "cpp-nhwc-f16",
+                                                                  "cpp-nchw-f16", "reference"])
+
+
+@BOUNDARY
+def test_peak_threshold_is_strict(reference, layout, dtype):
+    """Section 1.1: a peak needs v > peak_threshold."""
+    run = dict(reference=reference, layout=layout, dtype=dtype)
+    assert len(persons({"peak_threshold": 0.5}, **run)) == 0
+    got = persons({"peak_threshold": below(0.5)}, **run)
+    assert len(got) == 1 and got.visible.sum() == 2
+
+
+@BOUNDARY
+def test_paf_threshold_is_strict(reference, layout, dtype):
+    """Section 2.4: a sample counts when q > paf_threshold (here every q is exactly 0.25)."""
+    run = dict(reference=reference, layout=layout, dtype=dtype)
+    cfg = {"min_parts": 2, "min_sample_fraction": 0.0}  # one passing sample would do (count > 0)
+    assert len(persons({**cfg, "paf_threshold": 0.25}, **run)) == 0
+    assert len(persons({**cfg, "paf_threshold": below(0.25)}, **run)) == 1
+
+
+@BOUNDARY
+def test_min_sample_fraction_is_inclusive(reference, layout, dtype):
+    """Section 2.5: keep when count >= min_sample_fraction * n: 4 passing of 8 samples at fraction 0.5."""
+    run = dict(reference=reference, layout=layout, dtype=dtype)
+    cfg = {"min_parts": 2, "paf_samples": 8, "max_paf_samples": 8, "min_sample_fraction": 0.5}
+    assert len(persons(cfg, length=7, passing=4, **run)) == 1
+    assert len(persons(cfg, length=7, passing=3, **run)) == 0
+    assert len(persons({**cfg, "min_sample_fraction": above(0.5)}, length=7, passing=4, **run)) == 0
+
+
+@BOUNDARY
+def test_min_limb_score_is_strict(reference, layout, dtype):
+    """Section 2.7: keep when the limb score (here the mean of nine projections of 0.25) > min_limb_score."""
+    run = dict(reference=reference, layout=layout, dtype=dtype)
+    cfg = {"min_parts": 2, "paf_threshold": 0.0}
+    assert len(persons({**cfg, "min_limb_score": 0.25}, **run)) == 0
+    assert len(persons({**cfg, "min_limb_score": below(0.25)}, **run)) == 1
+
+
+@BOUNDARY
+def test_min_parts_and_min_person_score_are_inclusive(reference, layout, dtype):
+    """Section 5.1: keep when parts >= min_parts and total / parts >= min_person_score. The person:
+    two peaks of 0.5 and a limb of 0.25, total 1.25, mean 0.625 (exact)."""
+    run = dict(reference=reference, layout=layout, dtype=dtype)
+    got = persons({"min_parts": 2, "min_person_score": 0.625, "person_score": "mean"}, **run)
+    assert len(got) == 1 and got.scores[0] == 0.625
+    assert len(persons({"min_parts": 3}, **run)) == 0
+    assert len(persons({"min_parts": 2, "min_person_score": above(0.625)}, **run)) == 0
+
+
+def test_found_by_the_fuzz_test_negative_peak_threshold_and_tiny_tao_totals():
+    """A negative peak_threshold let peaks of score <= 0 into persons (keypoints with coordinates
+    but 'not visible', persons with fewer visible parts than min_parts); a `tao` person of total
+    2e-40 scored -inf in float32. peak_threshold must be >= 0, and tao uses max(total, 1e-6)."""
+    from edgepose import DecoderConfig
+
+    with pytest.raises(ValueError, match="peak_threshold must be >= 0"):
+        DecoderConfig(peak_threshold=-0.1)
+    from edgepose import _decoder
+
+    with pytest.raises(ValueError, match="config: peak_threshold must be >= 0"):
+        _decoder.Decoder(np.array([[0, 1, 0, 1]], np.int32), np.ones(1, np.uint8), 2, {"peak_threshold": -0.1})
+    cfg = {"peak_threshold": 0.0, "paf_threshold": -1.0, "min_limb_score": -1.0, "min_parts": 2,
+           "min_person_score": -1.0, "person_score": "tao"}
+    for reference in (False, True):
+        got = persons(cfg, peak=1e-40, field=0.0, reference=reference)
+        assert len(got) == 1 and got.visible.sum() == 2
+        assert got.scores[0] == np.float32(1.0 - 1.0 / 1e-6)
