@@ -25,7 +25,7 @@ struct DecoderConfig {
   double peak_threshold = 0.05;
   int nms_radius = 2;
   Refine refine = Refine::Gaussian;
-  int max_peaks = 64;
+  int max_peaks = 128;
   int paf_samples = 10;
   double paf_sample_step = 0.0;
   int max_paf_samples = 25;

@@ -69,7 +69,7 @@ class DecoderConfig:
     peak_threshold: float = 0.05
     nms_radius: int = 2
     refine: str = "gaussian"
-    max_peaks: int = 64
+    max_peaks: int = 128
     paf_samples: int = 10
     paf_sample_step: float = 0.0
     max_paf_samples: int = 25

@@ -293,3 +293,30 @@ def test_found_by_the_fuzz_test_negative_peak_threshold_and_tiny_tao_totals():
         got = persons(cfg, peak=1e-40, field=0.0, reference=reference)
         assert len(got) == 1 and got.visible.sum() == 2
         assert got.scores[0] == np.float32(1.0 - 1.0 / 1e-6)
+
+
+# -- a crowd of 100 ---------------------------------------------------------------------------------
+def whole_people(poses, keypoints, tol=4.0):
+    """How many rendered people a decoded person reproduces whole: exactly their drawn keypoints,
+    each within `tol` pixels."""
+    found = 0
+    drawn = keypoints[:, :, 2] > 0
+    for m in range(len(keypoints)):
+        same_parts = np.all(poses.visible == drawn[m], axis=1)
+        err = np.abs(poses.keypoints[:, :, :2] - keypoints[m, :, :2].astype(np.float32))
+        close = np.all((err <= tol) | ~drawn[m][None, :, None], axis=(1, 2))
+        found += bool(np.any(same_parts & close))
+    return found
+
+
+def test_the_default_config_decodes_a_crowd_of_100_whole():
+    """max_peaks 64 kept 64 necks of 100: only a fraction of synthetic_crowd(100) came out whole."""
+    from edgepose import DecoderConfig
+    from edgepose.bench import synthetic_crowd
+
+    heat, paf, keypoints = synthetic_crowd(100)
+    poses = Decoder().decode(heat, paf, heatmap_stride=8)
+    assert DecoderConfig().max_peaks >= 100 and DecoderConfig().max_persons >= 100
+    assert whole_people(poses, keypoints) == 100
+    assert whole_people(Decoder(config=DecoderConfig(max_peaks=64)).decode(heat, paf, heatmap_stride=8),
+                        keypoints) < 64
