@@ -45,7 +45,7 @@ cmake -S . -B build/sanitize-python "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInf
   -DEDGEPOSE_BUILD_PYTHON=ON -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PKG/edgepose" \
   -DPython_EXECUTABLE="$(command -v "$PYTHON")" \
   -Dpybind11_DIR="$("$PYTHON" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
-  -DEDGEPOSE_VERSION="$("$PYTHON" -c 'import re,sys; print(re.search(r"\"(.+)\"", open("edgepose/_version.py").read()).group(1))')" \
+  -DEDGEPOSE_VERSION="$("$PYTHON" -c 'import re; print(re.search(r"__version__ = \"([^\"]+)\"", open("edgepose/_version.py").read()).group(1))')" \
   >/dev/null
 cmake --build build/sanitize-python --target _decoder -j "$JOBS"
 
@@ -55,9 +55,11 @@ PRELOAD="$(g++ -print-file-name=libasan.so):$(g++ -print-file-name=libubsan.so)"
 run_instrumented() {
   (cd "$PKG" && env LD_PRELOAD="$PRELOAD" PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$@")
 }
-# Make sure the instrumented module is the one imported.
-run_instrumented -c "import edgepose._decoder as d, sys; p = d.__file__; print('module:', p); \
-sys.exit(0 if p.startswith('$PKG') else 'not the instrumented module: ' + p)"
+# Make sure the instrumented module is the one imported, and that it carries the package's version.
+run_instrumented -c "import edgepose, edgepose._decoder as d, sys; p = d.__file__; print('module:', p, d.__version__); \
+sys.exit('not the instrumented module: ' + p if not p.startswith('$PKG') else \
+'module version %r is not the package version %r' % (d.__version__, edgepose.__version__) \
+if d.__version__ != edgepose.__version__ else 0)"
 run_instrumented -m pytest -q -p no:cacheprovider "$ROOT/tests/test_decoder_contract.py"
 check_reports "tests/test_decoder_contract.py"
 echo "sanitize.sh: no sanitizer reports"

@@ -115,7 +115,7 @@ void Assembler::assemble(std::vector<Connection>& conns, const std::vector<Limb>
     if (!(mean >= prm.min_person_score)) continue;
     switch (prm.person_score) {
       case PersonScore::Mean: score_[p] = mean; break;
-      case PersonScore::Tao: score_[p] = 1.0 - 1.0 / total_[p]; break;
+      case PersonScore::Tao: score_[p] = 1.0 - 1.0 / std::max(total_[p], kMinTaoTotal); break;
       case PersonScore::MeanParts:
         score_[p] = mean * std::pow(static_cast<double>(parts_[p]) / n_, prm.parts_exponent);
         break;

@@ -21,6 +21,9 @@ struct Limb {
   bool starts_person = true;
 };
 
+// `tao` person score = 1 - 1 / max(total, kMinTaoTotal): finite (>= -999999) for any total.
+constexpr double kMinTaoTotal = 1e-6;
+
 // What assembly needs from the decoder's configuration.
 struct AssemblyParams {
   AssemblyOrder order = AssemblyOrder::Limb;

@@ -1,10 +1,12 @@
 // edgepose._decoder: numpy <-> MapView for the decoder. The only decoder file that includes
 // pybind11 (bindings_render.cpp does the same for the renderer). Every check on the arrays lives
-// here, once per batch, and fails as ValueError (std::invalid_argument) naming the argument.
+// here, once per batch, and fails as edgepose.InputError (a ValueError; from std::invalid_argument)
+// naming the argument.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
@@ -136,6 +138,26 @@ edgepose::DecoderConfig config_from_dict(const py::dict& d) {
   return c;
 }
 
+// Lets Ctrl-C stop a long batch: between images, at most every kEvery of wall time, it takes the GIL
+// back for a moment and runs Python's signal handlers (PyErr_CheckSignals, which only acts in the
+// main thread). Once a handler raises, `raised` is set, the error stays pending, and the caller
+// stops and rethrows it. Called with the GIL released; cheap (a clock read) between checks.
+struct SignalCheck {
+  static constexpr std::chrono::milliseconds kEvery{20};
+  std::chrono::steady_clock::time_point next = std::chrono::steady_clock::now() + kEvery;
+  bool raised = false;
+
+  bool interrupted() {
+    if (raised) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next) return false;
+    next = now + kEvery;
+    py::gil_scoped_acquire acquire;
+    raised = PyErr_CheckSignals() != 0;
+    return raised;
+  }
+};
+
 // The Python-facing decoder: an edgepose::Decoder plus a mutex, so that two Python threads
 // sharing one object take turns instead of racing on its scratch.
 class PyDecoder {
@@ -157,12 +179,13 @@ class PyDecoder {
     decoder_.check_maps(hb.view, pb.view, heatmap_stride, paf_stride);
 
     std::vector<edgepose::Result> results(static_cast<std::size_t>(hb.batch));
+    SignalCheck signals;
     {
       py::gil_scoped_release release;
       // Values: one branch-free scan per distinct image (a batch axis of stride 0 is one image).
       for (const BatchView* bv : {&hb, &pb}) {
         const std::ptrdiff_t distinct = bv->stride_b == 0 ? std::min<std::ptrdiff_t>(bv->batch, 1) : bv->batch;
-        for (std::ptrdiff_t b = 0; b < distinct; ++b) {
+        for (std::ptrdiff_t b = 0; b < distinct && !signals.interrupted(); ++b) {
           if (!edgepose::all_finite(bv->image(b))) {
             const char* name = bv == &hb ? "heatmap" : "paf";
             throw std::invalid_argument(std::string(name) + ": contains NaN or infinity (image " + std::to_string(b) +
@@ -171,10 +194,11 @@ class PyDecoder {
         }
       }
       const std::lock_guard<std::mutex> lock(mutex_);
-      for (std::ptrdiff_t b = 0; b < hb.batch; ++b) {
+      for (std::ptrdiff_t b = 0; b < hb.batch && !signals.interrupted(); ++b) {
         decoder_.decode(hb.image(b), pb.image(b), heatmap_stride, paf_stride, results[static_cast<std::size_t>(b)]);
       }
     }
+    if (signals.raised) throw py::error_already_set();  // KeyboardInterrupt (or what a handler raised)
     py::list out;
     const auto n = static_cast<py::ssize_t>(decoder_.num_keypoints());
     for (const edgepose::Result& r : results) {
@@ -326,6 +350,19 @@ py::array_t<double> one_euro_step(py::array fx, py::array fdx, py::array ft, py:
 
 PYBIND11_MODULE(_decoder, m) {
   m.doc() = "edgepose's C++ pose decoder and ground-truth renderer (private; use edgepose.decode)";
+  // Every input error of the C++ side (std::invalid_argument) arrives as edgepose.errors.InputError,
+  // a ValueError, so that `except EdgePoseError` catches it like the Python side's. The class is
+  // looked up once, here; the reference is kept for the life of the interpreter.
+  static PyObject* const input_error =
+      py::object(py::module_::import("edgepose.errors").attr("InputError")).release().ptr();
+  m.attr("InputError") = py::handle(input_error);
+  py::register_local_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(input_error, e.what());
+    }
+  });
   m.attr("__version__") = EDGEPOSE_VERSION;
   m.attr("MAX_MAP_CELLS") = edgepose::kMaxMapCells;
   m.attr("MAX_LIMB_PEAKS") = edgepose::kMaxLimbPeaks;

@@ -1,6 +1,7 @@
 // Python bindings of the ground-truth renderer (csrc/render.hpp). Converts numpy arrays to views,
 // allocates the output in the requested layout, and releases the GIL while rendering. Every rule
-// on the values is checked by the core, whose std::invalid_argument arrives as ValueError.
+// on the values is checked by the core, whose std::invalid_argument arrives as edgepose.InputError
+// (a ValueError; the translator is registered in bindings.cpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -87,9 +88,9 @@ void bind_render(py::module_& m) {
   m.def("render_heatmaps", &render_heatmaps, py::arg("keypoints"), py::arg("height"), py::arg("width"),
         py::arg("stride"), py::arg("sigma") = 1.0, py::arg("nchw") = false,
         "Ground-truth heatmaps from keypoints (M, N, 3) in input pixels: float32 (H, W, N + 1), or\n"
-        "(N + 1, H, W) when nchw. sigma in cells. Raises ValueError on bad shapes or values.");
+        "(N + 1, H, W) when nchw. sigma in cells. Raises edgepose.InputError (a ValueError) on bad shapes or values.");
   m.def("render_pafs", &render_pafs, py::arg("keypoints"), py::arg("limbs"), py::arg("height"), py::arg("width"),
         py::arg("stride"), py::arg("width_cells") = 1.0, py::arg("nchw") = false,
         "Ground-truth PAFs from keypoints (M, N, 3) and limbs (K, 4) int32 (from, to, paf_x, paf_y):\n"
-        "float32 (H, W, 2K), or (2K, H, W) when nchw. Raises ValueError on bad shapes or values.");
+        "float32 (H, W, 2K), or (2K, H, W) when nchw. Raises edgepose.InputError (a ValueError) on bad shapes or values.");
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <utility>
@@ -15,12 +16,11 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
+// Six significant digits, as Python's format(v, "g") writes them (1e-30 stays 1e-30, not 0).
 std::string num(double v) {
-  std::string s = std::to_string(v);
-  // to_string prints 6 decimals; trim trailing zeros for readable messages.
-  while (s.size() > 1 && s.back() == '0') s.pop_back();
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return s;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 bool finite(double v) { return std::isfinite(v); }
@@ -88,6 +88,7 @@ void DecoderConfig::validate() const {
   for (const auto& f : finite_fields) {
     require(finite(f.second), std::string("config: ") + f.first + " must be a finite number, got " + num(f.second));
   }
+  require(peak_threshold >= 0.0, "config: peak_threshold must be >= 0 (a peak's score is > 0), got " + num(peak_threshold));
   require(0 <= nms_radius && nms_radius <= 8, "config: nms_radius must be in 0..8, got " + std::to_string(nms_radius));
   require(1 <= max_peaks && max_peaks <= 1024, "config: max_peaks must be in 1..1024, got " + std::to_string(max_peaks));
   require(2 <= paf_samples && paf_samples <= 256,
@@ -159,11 +160,25 @@ Decoder::Decoder(std::vector<Limb> limbs, std::int32_t num_keypoints, const Deco
 }
 
 void Decoder::check_maps(const MapView& heat, const MapView& paf, double heatmap_stride, double paf_stride) const {
-  require(finite(heatmap_stride) && heatmap_stride > 0,
-          "heatmap_stride must be a positive finite number, got " + num(heatmap_stride));
-  require(finite(paf_stride) && paf_stride > 0, "paf_stride must be a positive finite number, got " + num(paf_stride));
+  for (const auto& [name, s] : {std::pair<const char*, double>{"heatmap_stride", heatmap_stride},
+                                std::pair<const char*, double>{"paf_stride", paf_stride}}) {
+    require(finite(s) && kMinStride <= s && s <= kMaxStride,
+            std::string(name) + " must be a positive finite number of input pixels per cell in [" + num(kMinStride) +
+                ", " + num(kMaxStride) + "], got " + num(s));
+  }
   check_map(heat, "heatmap", n_ + 1, "N keypoints + background");
   check_map(paf, "paf", 2 * num_limbs(), "2 x K limbs");
+  // Both maps cover the same input image: their extents may differ by the rounding of one output
+  // size (at most one cell of the coarser map), not more.
+  const double tol = std::max(heatmap_stride, paf_stride) * (1.0 + 1e-9);
+  const double hh = static_cast<double>(heat.height) * heatmap_stride, hw = static_cast<double>(heat.width) * heatmap_stride;
+  const double ph = static_cast<double>(paf.height) * paf_stride, pw = static_cast<double>(paf.width) * paf_stride;
+  require(std::abs(hh - ph) <= tol && std::abs(hw - pw) <= tol,
+          "paf_stride does not fit the maps: heatmap " + std::to_string(heat.height) + " x " +
+              std::to_string(heat.width) + " cells at stride " + num(heatmap_stride) + " cover " + num(hh) + " x " +
+              num(hw) + " input pixels, paf " + std::to_string(paf.height) + " x " + std::to_string(paf.width) +
+              " cells at stride " + num(paf_stride) + " cover " + num(ph) + " x " + num(pw) +
+              "; both must describe the same image (within one cell)");
 }
 
 void Decoder::decode(const MapView& heat, const MapView& paf, double heatmap_stride, double paf_stride,

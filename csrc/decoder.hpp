@@ -25,7 +25,7 @@ struct DecoderConfig {
   double peak_threshold = 0.05;
   int nms_radius = 2;
   Refine refine = Refine::Gaussian;
-  int max_peaks = 64;
+  int max_peaks = 128;
   int paf_samples = 10;
   double paf_sample_step = 0.0;
   int max_paf_samples = 25;
@@ -49,15 +49,14 @@ struct DecoderConfig {
   void validate() const;
 };
 
-// Limits that keep adversarial input bounded in time and memory (beyond max_peaks/max_persons).
-// A map may hold at most this many cells (H * W) per channel: 2048 x 2048, i.e. a 16k x 16k
-// input at stride 8 or 4k x 4k at stride 2.
-constexpr std::int64_t kMaxMapCells = std::int64_t{1} << 22;
+// Limits that keep adversarial input bounded in time and memory (beyond max_peaks/max_persons);
+// kMaxMapCells, kMinStride and kMaxStride (view.hpp) are shared with the renderer.
 // Limb candidates are formed among at most this many of the strongest peaks of each end, so a
 // limb costs at most kMaxLimbPeaks^2 PAF line integrals and the optimal matcher solves at most
 // a kMaxLimbPeaks x kMaxLimbPeaks problem. Only max_peaks > kMaxLimbPeaks (a crowd of more than
 // 128 people at one keypoint type) can reach it.
 constexpr std::int32_t kMaxLimbPeaks = 128;
+
 
 // True when every element of `map` is finite. A branch-free scan of the map's bytes (an OR of
 // "exponent all ones" over every element); axes of stride 0 (np.broadcast_to) are read once.
@@ -78,8 +77,9 @@ class Decoder {
 
   // Throws std::invalid_argument (naming "heatmap", "paf", "heatmap_stride" or "paf_stride")
   // unless the maps fit this decoder: heatmap (H, W, N + 1), paf (H_p, W_p, 2K), neither empty,
-  // at most kMaxMapCells cells, strides positive and finite. Values are not checked here (see
-  // all_finite): it is O(1).
+  // at most kMaxMapCells cells, strides finite and in [kMinStride, kMaxStride], and the two maps
+  // covering the same input (H * heatmap_stride and H_p * paf_stride within one stride of the
+  // coarser map, the same for W). Values are not checked here (see all_finite): it is O(1).
   void check_maps(const MapView& heat, const MapView& paf, double heatmap_stride, double paf_stride) const;
 
   // Decodes one image. Calls check_maps; the map values must be finite (NaN or inf cannot crash

@@ -16,7 +16,7 @@ struct PeakParams {
   double threshold = 0.05;   // a peak's value must exceed this
   int nms_radius = 2;        // the peak is the maximum of its (2r+1) x (2r+1) window
   Refine refine = Refine::Gaussian;
-  int max_peaks = 64;        // the strongest this many are kept
+  int max_peaks = 128;       // the strongest this many are kept
 };
 
 // One peak of one keypoint channel.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,9 +16,25 @@ namespace {
 // Map coordinate of input pixel x at stride s (docs/decoder.md section 0).
 double to_map(double x, double s) { return (x + 0.5) / s - 0.5; }
 
-void check_positive(const char* name, double v) {
-  if (!std::isfinite(v) || !(v > 0.0)) {
-    throw std::invalid_argument(std::string(name) + ": must be a finite number > 0, got " + std::to_string(v));
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// sigma, width: in (0, kMaxSpread] cells.
+void check_spread(const char* name, double v) {
+  if (!std::isfinite(v) || !(v > 0.0) || v > kMaxSpread) {
+    throw std::invalid_argument(std::string(name) + ": must be a finite number in (0, " + num(kMaxSpread) +
+                                "] cells, got " + num(v));
+  }
+}
+
+void check_visits(double visits, const char* what) {
+  if (visits > kMaxRenderVisits) {
+    throw std::invalid_argument(std::string("keypoints: rendering would visit ") + num(visits) + " cells (" + what +
+                                "), more than the limit of " + num(kMaxRenderVisits) +
+                                "; render fewer persons or a smaller map");
   }
 }
 
@@ -33,15 +50,33 @@ void check_common(const KeypointsView& kp, std::ptrdiff_t height, std::ptrdiff_t
       throw std::invalid_argument("keypoints: holds NaN or infinite values (flat index " + std::to_string(i) + ")");
     }
   }
+  for (std::ptrdiff_t m = 0; m < kp.persons; ++m) {
+    for (std::ptrdiff_t n = 0; n < kp.keypoints; ++n) {
+      if (kp.visible(m, n) && !(std::abs(kp.x(m, n)) <= kMaxCoordinate && std::abs(kp.y(m, n)) <= kMaxCoordinate)) {
+        throw std::invalid_argument("keypoints: x and y must be within +-" + num(kMaxCoordinate) +
+                                    " input pixels, got (" + num(kp.x(m, n)) + ", " + num(kp.y(m, n)) +
+                                    ") at person " + std::to_string(m) + ", keypoint " + std::to_string(n));
+      }
+    }
+  }
   if (height < 1 || width < 1 || height > kMaxMapSide || width > kMaxMapSide) {
     throw std::invalid_argument("height, width: each must be in 1.." + std::to_string(kMaxMapSide) + ", got " +
                                 std::to_string(height) + " x " + std::to_string(width));
   }
   if (height * width > kMaxMapElements / std::max<std::ptrdiff_t>(channels, 1)) {
-    throw std::invalid_argument("height x width x channels: more than " + std::to_string(kMaxMapElements) +
-                                " elements");
+    throw std::invalid_argument("height x width x channels: " + std::to_string(height) + " x " +
+                                std::to_string(width) + " x " + std::to_string(channels) + " is more than " +
+                                std::to_string(kMaxMapElements) + " elements");
   }
-  check_positive("stride", stride);
+  if (height * width > kMaxMapCells) {
+    throw std::invalid_argument("height x width: " + std::to_string(height) + " x " + std::to_string(width) +
+                                " cells exceed the limit of " + std::to_string(kMaxMapCells) +
+                                " cells per channel (what the decoder reads)");
+  }
+  if (!std::isfinite(stride) || !(kMinStride <= stride && stride <= kMaxStride)) {
+    throw std::invalid_argument("stride: must be a finite number in [" + num(kMinStride) + ", " + num(kMaxStride) +
+                                "], got " + num(stride));
+  }
 }
 
 // The cells [lo, hi] (clamped to [0, size - 1]) whose index lies within `reach` of `centre`;
@@ -58,6 +93,31 @@ void cell_range(double centre, double reach, std::ptrdiff_t size, std::ptrdiff_t
   hi = static_cast<std::ptrdiff_t>(b);
 }
 
+// How many cells of [0, size - 1] lie within `reach` of `centre` (as cell_range bounds them).
+double range_cells(double centre, double reach, std::ptrdiff_t size) {
+  std::ptrdiff_t lo, hi;
+  cell_range(centre, reach, size, lo, hi);
+  return hi >= lo ? static_cast<double>(hi - lo + 1) : 0.0;
+}
+
+// The box a limb's band touches, as render_pafs bounds it: (rows, cols) centre and reach.
+struct Band {
+  double ua, wa, ub, wb;
+  bool drawn;
+};
+
+Band band(const KeypointsView& kp, std::ptrdiff_t m, std::int32_t a, std::int32_t b, double stride) {
+  Band r{};
+  if (!kp.visible(m, a) || !kp.visible(m, b)) return r;
+  r.ua = to_map(kp.x(m, a), stride);
+  r.wa = to_map(kp.y(m, a), stride);
+  r.ub = to_map(kp.x(m, b), stride);
+  r.wb = to_map(kp.y(m, b), stride);
+  const double du = r.ub - r.ua, dw = r.wb - r.wa;
+  r.drawn = std::sqrt(du * du + dw * dw) > 1e-6;
+  return r;
+}
+
 void fill_zero(const MutMapView& out) {
   for (std::ptrdiff_t i = 0; i < out.height; ++i)
     for (std::ptrdiff_t j = 0; j < out.width; ++j)
@@ -69,7 +129,17 @@ void fill_zero(const MutMapView& out) {
 void check_render_heatmaps(const KeypointsView& keypoints, std::ptrdiff_t height, std::ptrdiff_t width,
                            double stride, double sigma) {
   check_common(keypoints, height, width, keypoints.keypoints + 1, stride);
-  check_positive("sigma", sigma);
+  check_spread("sigma", sigma);
+  const double reach = std::sqrt(kGaussianCutoff * 2.0 * sigma * sigma);
+  double visits = 0.0;
+  for (std::ptrdiff_t m = 0; m < keypoints.persons; ++m) {
+    for (std::ptrdiff_t c = 0; c < keypoints.keypoints; ++c) {
+      if (!keypoints.visible(m, c)) continue;
+      visits += range_cells(to_map(keypoints.y(m, c), stride), reach, height) *
+                range_cells(to_map(keypoints.x(m, c), stride), reach, width);
+    }
+  }
+  check_visits(visits, "persons x keypoints x the cells each Gaussian reaches");
 }
 
 void check_render_pafs(const KeypointsView& keypoints, const std::int32_t* limbs, std::ptrdiff_t num_limbs,
@@ -78,7 +148,7 @@ void check_render_pafs(const KeypointsView& keypoints, const std::int32_t* limbs
     throw std::invalid_argument("limbs: expected shape (K, 4) with K >= 1");
   }
   check_common(keypoints, height, width, 2 * num_limbs, stride);
-  check_positive("width", width_cells);
+  check_spread("width", width_cells);
   std::vector<bool> channel_used(static_cast<std::size_t>(2 * num_limbs), false);
   for (std::ptrdiff_t k = 0; k < num_limbs; ++k) {
     const std::int32_t* row = limbs + 4 * k;
@@ -96,6 +166,16 @@ void check_render_pafs(const KeypointsView& keypoints, const std::int32_t* limbs
       channel_used[static_cast<std::size_t>(row[c])] = true;
     }
   }
+  double visits = 0.0;
+  for (std::ptrdiff_t k = 0; k < num_limbs; ++k) {
+    for (std::ptrdiff_t m = 0; m < keypoints.persons; ++m) {
+      const Band b = band(keypoints, m, limbs[4 * k], limbs[4 * k + 1], stride);
+      if (!b.drawn) continue;
+      visits += range_cells(0.5 * (b.wa + b.wb), 0.5 * std::abs(b.wb - b.wa) + width_cells, height) *
+                range_cells(0.5 * (b.ua + b.ub), 0.5 * std::abs(b.ub - b.ua) + width_cells, width);
+    }
+  }
+  check_visits(visits, "persons x limbs x the cells each band covers");
 }
 
 void render_heatmaps(const KeypointsView& keypoints, double stride, double sigma, const MutMapView& out) {
@@ -151,13 +231,12 @@ void render_pafs(const KeypointsView& keypoints, const std::int32_t* limbs, std:
     std::fill(count.begin(), count.end(), 0);
     bool any = false;
     for (std::ptrdiff_t m = 0; m < keypoints.persons; ++m) {
-      if (!keypoints.visible(m, a) || !keypoints.visible(m, b)) continue;
-      const double ua = to_map(keypoints.x(m, a), stride), wa = to_map(keypoints.y(m, a), stride);
-      const double ub = to_map(keypoints.x(m, b), stride), wb = to_map(keypoints.y(m, b), stride);
+      const Band band_m = band(keypoints, m, a, b, stride);
+      if (!band_m.drawn) continue;
+      const double ua = band_m.ua, wa = band_m.wa, ub = band_m.ub, wb = band_m.wb;
       const double du = ub - ua, dw = wb - wa;
       const double length2 = du * du + dw * dw;
       const double length = std::sqrt(length2);
-      if (length <= 1e-6) continue;
       const double ex = du / length, ey = dw / length;
       std::ptrdiff_t i0, i1, j0, j1;
       cell_range(0.5 * (wa + wb), 0.5 * std::abs(dw) + width_cells, out.height, i0, i1);

@@ -28,19 +28,29 @@ struct KeypointsView {
   bool visible(std::ptrdiff_t m, std::ptrdiff_t n) const { return data[(m * keypoints + n) * 3 + 2] > 0.0; }
 };
 
-// The largest map either renderer writes: H and W each at most kMaxMapSide cells, and at most
-// kMaxMapElements floats in all, so a typo in a size cannot ask for terabytes.
+// The largest map either renderer writes: H and W each at most kMaxMapSide cells, H * W at most
+// kMaxMapCells (what the decoder reads), at most kMaxMapElements floats (1 GiB) in all, so a typo
+// in a size cannot ask for gigabytes or minutes.
 constexpr std::ptrdiff_t kMaxMapSide = 1 << 16;
-constexpr std::ptrdiff_t kMaxMapElements = std::ptrdiff_t{1} << 30;
+constexpr std::ptrdiff_t kMaxMapElements = std::ptrdiff_t{1} << 28;
+// Visible keypoints lie within this many input pixels of the origin (their squares, in map cells at
+// kMinStride, stay far from overflow, so every output value is finite).
+constexpr double kMaxCoordinate = 1e7;
+// sigma and the PAF band width, in cells, are at most this.
+constexpr double kMaxSpread = 1e4;
+// The cells one render may visit in all (sum over persons and keypoints / limbs of the box each
+// touches, clipped to the map): a crowd of huge Gaussians or bands is refused up front.
+constexpr double kMaxRenderVisits = double(std::int64_t{1} << 30);
 
 // Throws std::invalid_argument naming the argument when the keypoints or sizes cannot be rendered:
-// N < 1, M < 0, a non-finite value, H or W outside 1..kMaxMapSide, too many elements in all, a
-// stride or sigma that is not a finite number > 0.
+// N < 1, M < 0, a non-finite value, a visible x or y beyond kMaxCoordinate, H or W outside
+// 1..kMaxMapSide, more than kMaxMapCells cells or kMaxMapElements elements, a stride outside
+// [kMinStride, kMaxStride], sigma outside (0, kMaxSpread], more than kMaxRenderVisits cell visits.
 void check_render_heatmaps(const KeypointsView& keypoints, std::ptrdiff_t height, std::ptrdiff_t width,
                            double stride, double sigma);
 
 // Same for the PAF renderer; `limbs` is (K, 4) int32 rows (from, to, paf_x, paf_y): ends in
-// 0..N-1 and distinct, the 2K channels each used once; `width_cells` finite and > 0.
+// 0..N-1 and distinct, the 2K channels each used once; `width_cells` in (0, kMaxSpread].
 void check_render_pafs(const KeypointsView& keypoints, const std::int32_t* limbs, std::ptrdiff_t num_limbs,
                        std::ptrdiff_t height, std::ptrdiff_t width, double stride, double width_cells);
 

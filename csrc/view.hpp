@@ -38,6 +38,14 @@ inline float half_to_float(std::uint16_t h) {
 
 enum class DType : std::uint8_t { F32, F16 };
 
+// Limits shared by the decoder and the renderer. A map holds at most kMaxMapCells cells (H * W)
+// per channel: 2048 x 2048, i.e. a 16k x 16k input at stride 8 or 4k x 4k at stride 2. Strides
+// (input pixels per cell) outside [kMinStride, kMaxStride] are refused: no network has them, and at
+// the extremes coordinates lose all precision or overflow float32.
+constexpr std::int64_t kMaxMapCells = std::int64_t{1} << 22;
+constexpr double kMinStride = 0.01;
+constexpr double kMaxStride = 1024.0;
+
 // One image's map of shape (H, W, C) in *logical* order; the strides (in elements) say where each
 // axis lives in memory, so an NCHW tensor is the same view with other strides.
 struct MapView {

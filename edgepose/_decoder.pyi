@@ -7,6 +7,7 @@ import numpy as np
 __version__: str
 MAX_MAP_CELLS: int
 MAX_LIMB_PEAKS: int
+InputError: type  # edgepose.errors.InputError: what every input error of this module raises
 
 class Decoder:
     """The C++ decoder of docs/decoder.md for one topology and configuration."""

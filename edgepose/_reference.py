@@ -401,7 +401,7 @@ def _person_score(p: _Person, mode: str, n: int, parts_exponent: float) -> float
     if mode == "mean":
         return p.total / p.parts
     if mode == "tao":
-        return 1.0 - 1.0 / p.total
+        return 1.0 - 1.0 / max(p.total, 1e-6)  # finite for any total (docs/decoder.md 5.2)
     return (p.total / p.parts) * (p.parts / n) ** parts_exponent  # mean_parts
 
 

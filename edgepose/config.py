@@ -29,7 +29,7 @@ class DecoderConfig:
     (``benchmarks/tune_decoder.py``, README "Accuracy").
 
     Peaks:
-        peak_threshold: a heatmap cell must exceed this to be a peak.
+        peak_threshold: a heatmap cell must exceed this (>= 0) to be a peak.
         nms_radius: a peak is the maximum of its (2r+1) x (2r+1) window.
         refine: sub-pixel refinement: ``none``, ``centroid`` (3x3 weighted centroid of positive
             values), ``quadratic`` (parabola through 3 values per axis) or ``gaussian``
@@ -59,7 +59,7 @@ class DecoderConfig:
         merge: join two partial persons linked by a limb when their parts are disjoint.
         min_parts: drop persons with fewer keypoints.
         min_person_score: drop persons whose mean score (total / parts) is below this.
-        person_score: reported score: ``mean`` = total / parts, ``tao`` = 1 - 1 / total,
+        person_score: reported score: ``mean`` = total / parts, ``tao`` = 1 - 1 / max(total, 1e-6),
             ``mean_parts`` = mean * (parts / N) ** parts_exponent: a fragment ranks below a whole
             person of the same mean, so COCO-style ranking keeps fragments without being hurt by them.
         parts_exponent: the exponent of ``mean_parts``.
@@ -69,7 +69,7 @@ class DecoderConfig:
     peak_threshold: float = 0.05
     nms_radius: int = 2
     refine: str = "gaussian"
-    max_peaks: int = 64
+    max_peaks: int = 128
     paf_samples: int = 10
     paf_sample_step: float = 0.0
     max_paf_samples: int = 25
@@ -99,6 +99,8 @@ class DecoderConfig:
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and v == v and abs(v) != float("inf"),
                  f"{name} must be a finite number, got {v!r}")
+        need(self.peak_threshold >= 0,
+             f"peak_threshold must be >= 0 (a peak's score is > 0), got {self.peak_threshold}")
         need(0 <= self.nms_radius <= 8, f"nms_radius must be in 0..8, got {self.nms_radius}")
         need(1 <= self.max_peaks <= 1024, f"max_peaks must be in 1..1024, got {self.max_peaks}")
         need(2 <= self.paf_samples <= 256, f"paf_samples must be in 2..256, got {self.paf_samples}")

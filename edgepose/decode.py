@@ -34,7 +34,8 @@ def _as_map(name: str, x: object) -> np.ndarray:
     if a.dtype not in (np.float16, np.float32) or not a.dtype.isnative:
         a = np.asarray(a, np.float32)
     if not a.flags.aligned or any(s % a.itemsize for s in a.strides):
-        a = np.ascontiguousarray(a)
+        # A copy, always: np.ascontiguousarray returns a misaligned C-contiguous array as it is.
+        a = np.array(a, order="C", copy=True)
     return a
 
 
@@ -86,9 +87,9 @@ class Decoder:
             image) for a batch.
 
         Raises:
-            ValueError: (from the C++ boundary) a map of the wrong rank, channel count, size,
-                dtype, with NaN or infinity, a non-positive stride or an unknown layout.
-            InputError: a non-numeric array.
+            InputError: (a ValueError; raised in Python or at the C++ boundary) a non-numeric array,
+                a map of the wrong rank, channel count or size, with NaN or infinity, a stride out
+                of range or strides that do not describe the same image, an unknown layout.
         """
         h = _as_map("heatmap", heatmap)
         p = _as_map("paf", paf)

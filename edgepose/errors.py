@@ -1,7 +1,8 @@
 """edgepose's exceptions.
 
-Every error a user can cause is an :class:`EdgePoseError` (or a ``ValueError`` raised at the
-C++ boundary for bad arrays) with a message that names the file or argument and the problem.
+Every error a user can cause is an :class:`EdgePoseError` with a message that names the file or
+argument and the problem. The C++ decoder's and renderer's input errors arrive as :class:`InputError`
+too (``edgepose._decoder`` registers the translation when it is imported).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import numpy as np
 
 from .config import DecoderConfig
-from .errors import InputError, ModelOutputError
+from .errors import InputError, ModelOutputError, SpecError
 from .formats.detect import ModelSource, read_head
 from .preprocess import FrameInput, Transform, as_frames, preprocess, transform_for
 from .results import Poses
@@ -44,6 +44,25 @@ DEVICE_BACKENDS = ("tensorrt",)
 """Backends whose ``run`` binds a device array as the input (see :mod:`edgepose.backends.tensorrt`)."""
 
 _DL_CUDA_DEVICES = (2, 13)  # DLPack kDLCUDA, kDLCUDAManaged (as edgepose.backends._cuda reads them)
+
+
+MIN_MAP_CELLS = 4
+"""A network input must give maps of at least this many cells a side (4 x 4 at stride 8: 32 x 32
+pixels); a smaller one (e.g. ``--input-size 7x7``) runs and can only find nobody."""
+
+
+def _check_map_size(spec: ModelSpec) -> None:
+    """SpecError naming ``input_size`` when the spec's input gives maps too small to decode."""
+    stride = max(spec.heatmap_stride, spec.paf_stride or spec.heatmap_stride)
+    need = MIN_MAP_CELLS * stride
+    if spec.input_size is not None:
+        what, sides = f"{spec.input_size[0]}x{spec.input_size[1]}", spec.input_size
+    else:
+        what, sides = f"height {spec.target_height}", (spec.target_height,)
+    if min(sides) < need:
+        raise SpecError(f"ModelSpec {spec.name!r}: input_size {what} gives maps smaller than {MIN_MAP_CELLS} x "
+                        f"{MIN_MAP_CELLS} cells at stride {stride:g}; the decoder needs at least {MIN_MAP_CELLS} cells "
+                        f"a side, an input of at least {need:g} pixels a side")
 
 
 def _is_device_array(obj: Any) -> bool:
@@ -210,6 +229,7 @@ class EdgePose:
                 overrides["input_size"] = tuple(input_size)
             source = model if self._owns_backend else b""
             self._spec = spec_for(source, self._backend, spec=spec, **overrides)
+            _check_map_size(self._spec)
             self._config = config if config is not None else DecoderConfig()
             self._decoder = Decoder(self._spec.topology, self._config)
             image = next(t for t in self._backend.inputs if t.name == self._spec.input_name)

@@ -62,7 +62,7 @@ def render_heatmaps(
     Returns:
         float32 heatmaps; channel c is the max over persons, the last is ``max(0, 1 - max_c)``.
     Raises:
-        ValueError (InputError for shape/layout/topology, ValueError from C++ for values).
+        InputError (a ValueError) for bad shapes, layouts, sizes or values.
     """
     kp, height, width = _prepare(keypoints, shape, layout, topology)
     return _decoder.render_heatmaps(kp, height, width, float(stride), float(sigma), layout == "NCHW")
@@ -89,7 +89,7 @@ def render_pafs(
     Returns:
         float32 PAFs; limb k's x / y components in ``topology.paf_channels[k]``.
     Raises:
-        ValueError (InputError for shape/layout/topology, ValueError from C++ for values).
+        InputError (a ValueError) for bad shapes, layouts, sizes or values.
     """
     kp, height, width_cells = _prepare(keypoints, shape, layout, topology)
     return _decoder.render_pafs(

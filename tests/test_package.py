@@ -201,3 +201,39 @@ def test_decode_stays_the_function_after_its_module_is_imported():
 
     assert callable(decode) and decode is module.decode
     assert edgepose.decode is module.decode and edgepose.Decoder is module.Decoder
+
+
+@pytest.mark.slow
+def test_the_tree_installs_twice_into_a_fresh_venv(tmp_path):
+    """A second ``pip install .`` of a tree that already holds a build folder works (it failed on the
+    CMakeCache.txt of the first install's deleted build environment), and so does an editable install
+    of the same tree; each time the installed decoder decodes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    tree = tmp_path / "tree"
+    shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.so", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
+        ".ruff_cache", "out"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+    env.pop("PYTHONPATH", None)
+    check = ("import numpy as np, edgepose, sys; from edgepose import render_heatmaps, render_pafs, decode; "
+             "kp = np.zeros((1, 18, 3)); kp[0, :, :2] = np.random.default_rng(0).uniform(40, 300, (18, 2)); "
+             "kp[0, :, 2] = 1; h = render_heatmaps(kp, shape=(46, 46), stride=8); "
+             "p = render_pafs(kp, shape=(46, 46), stride=8); print(edgepose._decoder.__file__); "
+             "sys.exit(0 if len(decode(h, p, heatmap_stride=8)) >= 1 else 'no person decoded')")
+    for args in ([str(tree)], [str(tree)], ["-e", str(tree)]):
+        r = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], env=env, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, f"pip install {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        r = subprocess.run([str(python), "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert (tree / "build").is_dir()  # the non-editable installs did build in the tree (the case that broke)
+    assert r.stdout.strip().startswith(str(tree))  # the last check ran the editable install

@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from edgepose import _decoder
 from edgepose._reference import GAUSSIAN_CUTOFF, render_heatmaps_reference, render_pafs_reference
@@ -222,8 +225,8 @@ GOOD = one_person(neck=(10.0, 10.0), right_hip=(30.0, 30.0))
         ({"keypoints": np.array([["a"] * 3] * 18)[None]}, InputError, "numeric"),
         ({"keypoints": np.where(np.arange(3) == 0, np.nan, GOOD)}, ValueError, "keypoints: holds NaN"),
         ({"keypoints": np.where(np.arange(3) == 1, np.inf, GOOD)}, ValueError, "keypoints: holds NaN or infinite"),
-        ({"stride": 0}, ValueError, "stride: must be a finite number > 0"),
-        ({"stride": -8}, ValueError, "stride: must be a finite number > 0"),
+        ({"stride": 0}, ValueError, r"stride: must be a finite number in \[0\.01, 1024\]"),
+        ({"stride": -8}, ValueError, r"stride: must be a finite number in \[0\.01, 1024\]"),
         ({"stride": float("nan")}, ValueError, "stride"),
         ({"shape": (0, 5)}, ValueError, "height, width"),
         ({"shape": (5, -1)}, ValueError, "height, width"),
@@ -246,13 +249,13 @@ def test_bad_inputs(kwargs, error, match, which):
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0, float("inf")])
 def test_bad_sigma(sigma):
-    with pytest.raises(ValueError, match="sigma: must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"sigma: must be a finite number in \(0, 10000\]"):
         render_heatmaps(GOOD, shape=(6, 6), stride=8, sigma=sigma)
 
 
 @pytest.mark.parametrize("width", [0.0, -2.0, float("nan")])
 def test_bad_width(width):
-    with pytest.raises(ValueError, match="width: must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"width: must be a finite number in \(0, 10000\]"):
         render_pafs(GOOD, shape=(6, 6), stride=8, width=width)
 
 
@@ -289,3 +292,67 @@ def test_zero_stride_broadcast_input_is_accepted():
     np.testing.assert_array_equal(
         render_heatmaps(many, shape=(6, 6), stride=8), render_heatmaps(GOOD, shape=(6, 6), stride=8)
     )
+
+
+# -- bounded sizes, work and values (issue 17) -----------------------------------------------------
+@pytest.mark.parametrize("which", ["heatmaps", "pafs"])
+@pytest.mark.parametrize("shape", [(300, 65536), (2048, 2049), (1, 4_194_305)])
+def test_sizes_beyond_what_the_decoder_reads_are_refused(which, shape):
+    """(300, 65536) PAFs took 106 s and 3 GB; the renderer now draws at most the decoder's map cap."""
+    fn = render_heatmaps if which == "heatmaps" else render_pafs
+    with pytest.raises(InputError, match=r"height, width|elements|cells"):
+        fn(GOOD, shape=shape, stride=8)
+    assert _decoder.MAX_MAP_CELLS == 2048 * 2048
+
+
+@pytest.mark.parametrize("which", ["heatmaps", "pafs"])
+def test_work_is_bounded(which):
+    """5000 persons whose Gaussians / limb bands each cover a whole 2048 x 2048 map: refused up front
+    (it would visit ~10^11 cells) instead of running for hours."""
+    crowd = np.broadcast_to(one_person(neck=(100.0, 100.0), right_hip=(16000.0, 16000.0)), (5000, N, 3))
+    with pytest.raises(InputError, match=r"would visit .* cells"):
+        if which == "heatmaps":
+            render_heatmaps(crowd, shape=(2048, 2048), stride=8, sigma=5000)
+        else:
+            render_pafs(crowd, shape=(2048, 2048), stride=8, width=5000)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"stride": 1e-300}, r"stride: must be a finite number in \[0\.01, 1024\], got 1e-300"),
+        ({"stride": 1e300}, r"stride: must be a finite number in \[0\.01, 1024\]"),
+        ({"keypoints": GOOD.astype(np.float64) * [1e300, 1e300, 1]}, r"keypoints: x and y must be within"),
+        ({"keypoints": GOOD.astype(np.float64) - [0, 1e12, 0]}, r"keypoints: x and y must be within"),
+    ],
+)
+@pytest.mark.parametrize("which", ["heatmaps", "pafs"])
+def test_values_that_overflow_are_refused(kwargs, match, which):
+    """Keypoints near 1e300 px at a tiny stride gave NaN PAFs; such values are refused."""
+    args = {"keypoints": GOOD, "shape": (6, 6), "stride": 8}
+    args.update(kwargs)
+    fn = render_heatmaps if which == "heatmaps" else render_pafs
+    with pytest.raises(InputError, match=match):
+        fn(args.pop("keypoints"), **args)
+
+
+def test_sigma_and_width_have_upper_bounds():
+    with pytest.raises(InputError, match=r"sigma: must be a finite number in \(0, 10000\]"):
+        render_heatmaps(GOOD, shape=(6, 6), stride=8, sigma=1e300)
+    with pytest.raises(InputError, match=r"width: must be a finite number in \(0, 10000\]"):
+        render_pafs(GOOD, shape=(6, 6), stride=8, width=1e300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    xy=hnp.arrays(np.float64, (3, N, 2), elements=st.floats(-1e7, 1e7)),
+    visible=hnp.arrays(np.float64, (3, N, 1), elements=st.sampled_from([0.0, 1.0, 2.0])),
+    stride=st.floats(0.01, 1024), sigma=st.floats(1e-6, 1e4), width=st.floats(1e-6, 1e4),
+    shape=st.tuples(st.integers(1, 24), st.integers(1, 24)),
+)
+def test_accepted_inputs_give_finite_maps(xy, visible, stride, sigma, width, shape):
+    kp = np.concatenate([xy, visible], axis=2)
+    heat = render_heatmaps(kp, shape=shape, stride=stride, sigma=sigma)
+    paf = render_pafs(kp, shape=shape, stride=stride, width=width)
+    assert np.all(np.isfinite(heat)) and np.all(np.isfinite(paf))
+    assert heat.min() >= 0 and heat.max() <= 1 and np.abs(paf).max() <= 1 + 1e-6

@@ -331,7 +331,7 @@ void test_adversarial(Tally& t) {
 // from these defaults.
 void test_config_defaults(Tally& t) {
   const DecoderConfig c;
-  CHECK(t, c.peak_threshold == 0.05 && c.nms_radius == 2 && c.refine == Refine::Gaussian && c.max_peaks == 64);
+  CHECK(t, c.peak_threshold == 0.05 && c.nms_radius == 2 && c.refine == Refine::Gaussian && c.max_peaks == 128);
   CHECK(t, c.paf_samples == 10 && c.paf_sample_step == 0.0 && c.max_paf_samples == 25);
   CHECK(t, c.paf_threshold == 0.02 && c.min_sample_fraction == 0.7 && c.limb_score == LimbScore::Mean);
   CHECK(t, c.length_prior == 0.0 && c.min_limb_score == 0.0 && c.matching == Matching::Greedy);
