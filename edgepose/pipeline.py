@@ -166,7 +166,7 @@ class EdgePose:
         key: the key of a TAO ``.etlt`` model (default ``$EDGEPOSE_KEY``, ``$TAO_KEY`` or
             ``nvidia_tlt``); the file is decrypted in memory. Ignored for other formats.
         scales: accuracy mode: run the network at these input scales (e.g. ``(1.0, 1.5)``, or
-            ``"1,1.5"``), fuse the maps on the first scale's grid and decode once (:mod:`edgepose.tta`,
+            ``"1,1.5"``), fuse the maps on the largest scale's grid and decode once (:mod:`edgepose.tta`,
             docs/accuracy.md). Default: ``(1.0,)``, one run.
         flip: accuracy mode: also run each scale on the mirrored frame and fuse it back.
         backend_options: further options for the backend's constructor (e.g. OpenVINO's
@@ -349,7 +349,7 @@ class EdgePose:
             / ``spec.paf_layout``), batch first, and one :class:`Transform` per frame; for caching
             maps, tuning the decoder, or benchmarks. The arrays are the caller's to keep (a backend
             that returns views of its own buffers, as TensorRT's does, is copied here).
-            In accuracy mode (``scales`` / ``flip``) they are the fused maps on the first scale's grid.
+            In accuracy mode (``scales`` / ``flip``) they are the fused maps on the largest scale's grid.
         """
         self._check_open()
         timer = _StageTimer()
