@@ -130,6 +130,8 @@ def test_build_options_rules() -> None:
     p = parse_profile("x,1x3,1x3,2x3")
     with pytest.raises(ValueError, match="two profiles"):
         BuildOptions(profiles=(p, p))
+    with pytest.raises(ValueError, match="same number of profiles"):  # one per optimisation profile
+        BuildOptions(profiles=(p, parse_profile("x,1x3,1x3,4x3"), parse_profile("y,1x3,1x3,2x3")))
     d = BuildOptions("int8", (p,), 512, "cal.bin").to_dict()
     assert d == {"precision": "int8", "profiles": [p.to_dict()], "workspace_mib": 512, "calibration_cache": "cal.bin"}
 

@@ -207,3 +207,35 @@ def test_scales_need_a_model_of_dynamic_size_and_flip_a_mirrorable_topology(tmp_
     lop = Topology("lop", ("a", "l_x"), ((0, 1),), ((0, 1),), (True,))
     with pytest.raises(SpecError, match="flip: .*no mirror"):
         Fusion(ModelSpec.tfpose().replace(topology=lop), (1.0,), flip=True)
+
+
+def test_convert_computes_one_engine_profile_per_scale() -> None:
+    from edgepose.formats.engine import BuildOptions, scale_profiles
+
+    shape = ("batch", 3, "height", "width")
+    profiles = scale_profiles("image", shape, (1, 1, 4), (368, 432), "NCHW", (1.0, 1.5), flip=True)
+    assert [(p.min, p.opt, p.max) for p in profiles] == [
+        ((1, 3, 368, 432), (2, 3, 368, 432), (8, 3, 368, 432)),
+        ((1, 3, 552, 648), (2, 3, 552, 648), (8, 3, 552, 648))]  # the sizes EdgePose(scales=...) feeds
+    spec = ModelSpec.omz_hpe0001().replace(input_size=(368, 432))
+    assert scaled_spec(spec, 1.5).input_size == profiles[1].opt[2:]
+    groups = BuildOptions("fp16", tuple(profiles)).optimisation_profiles()
+    assert [g["image"] for g in groups] == profiles  # one TensorRT optimisation profile each
+    nhwc = scale_profiles("x", ("b", "h", "w", 3), (1, 1, 1), (256, 320), "NHWC", (1.0, 0.5))
+    assert [p.opt for p in nhwc] == [(1, 256, 320, 3), (1, 128, 160, 3)]
+
+
+def test_cli_scales_flags_parse_and_refuse_bad_values(capsys) -> None:
+    from edgepose.cli import build_parser, main
+
+    args = build_parser().parse_args(["eval", "-m", "m.onnx", "--images", ".", "--annotations", "a.json",
+                                      "--scales", "1,1.5", "--flip"])
+    assert args.scales == (1.0, 1.5) and args.flip
+    args = build_parser().parse_args(["infer", "x.jpg", "-m", "m.onnx"])
+    assert args.scales is None and not args.flip
+    for command in (["infer", "x.jpg", "-m", "m.onnx"], ["eval", "-m", "m.onnx", "--images", ".", "--annotations",
+                                                          "a.json"], ["bench", "-m", "m.onnx"]):
+        for bad in ("0", "abc", "-1", "1e9", "1,1", ""):
+            assert main([*command, "--scales", bad]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "--scales" in err[0] and "scale" in err[0].split("--scales", 1)[1], err
