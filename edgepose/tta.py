@@ -8,7 +8,7 @@ covers input pixel centre ``(j + 0.5) * S - 0.5`` of that run's input, and the r
 pixels. Composing, per axis, "reference cell -> reference input -> frame -> (mirror) -> run input ->
 run cell" is one affine map ``u = a * j + b``, so every map is resampled onto the grid of the
 largest scale (the *reference*, the finest grid: no map is decimated) exactly at the cell centres,
-with bilinear weights as two small matrices (rows and columns); nothing is corner-aligned. A
+with bilinear weights (two taps per cell and axis); nothing is corner-aligned. A
 mirrored run then gets its left / right heatmap channels swapped, its mirrored limbs swapped and its
 PAF x component negated (and both components where the mirrored limb runs the other way), from
 :meth:`Topology.flip_permutation`. The maps are averaged and decoded once on the reference grid;
@@ -120,30 +120,35 @@ def cell_map(ref: Transform, ref_stride: float, run: Transform, run_stride: floa
     return out[0], out[1]
 
 
-def resample_matrix(n_out: int, n_src: int, a: float, b: float) -> np.ndarray:
-    """``(n_out, n_src)`` float32 bilinear weights sampling a source axis at ``u = a * j + b`` for each
-    output cell ``j`` (clamped to the source's edge cells)."""
+def resample_matrix(n_out: int, n_src: int, a: float, b: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear sampling of a source axis at ``u = a * j + b`` for each output cell ``j`` (clamped to
+    the source's edge cells), as ``(i0, i1, w)``: output ``j`` = ``(1 - w[j]) * src[i0[j]] + w[j] *
+    src[i1[j]]``. Two taps per cell: gathers, not a dense matrix product (BLAS threads would compete
+    with the inference runtime's)."""
     u = np.clip(a * np.arange(n_out, dtype=np.float64) + b, 0.0, n_src - 1)
     i0 = np.floor(u).astype(np.intp)
     i1 = np.minimum(i0 + 1, n_src - 1)
-    w = u - i0
-    m = np.zeros((n_out, n_src), dtype=np.float64)
-    rows = np.arange(n_out)
-    np.add.at(m, (rows, i0), 1.0 - w)
-    np.add.at(m, (rows, i1), w)
-    return m.astype(np.float32)
+    return i0, i1, (u - i0).astype(np.float32)
 
 
 def _hw(layout: str, shape: Tuple[int, ...]) -> Tuple[int, int]:
     return (shape[-3], shape[-2]) if layout == "NHWC" else (shape[-2], shape[-1])
 
 
-def _resample(m: np.ndarray, layout: str, ry: np.ndarray, rx: np.ndarray) -> np.ndarray:
-    """One map (H, W, C) or (C, H, W) resampled with row weights ``ry`` and column weights ``rx``."""
-    if layout == "NHWC":
-        t = np.tensordot(ry, m, axes=(1, 0))  # (Y, W, C)
-        return np.tensordot(rx, t, axes=(1, 1)).transpose(1, 0, 2)  # (Y, X, C)
-    return (ry @ m) @ rx.T  # (C, Y, X)
+def _lerp(m: np.ndarray, axis: int, taps: Tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    i0, i1, w = taps
+    shape = [1] * m.ndim
+    shape[axis] = len(w)
+    w = w.reshape(shape)
+    lo = np.take(m, i0, axis=axis)
+    return lo + (np.take(m, i1, axis=axis) - lo) * w
+
+
+def _resample(m: np.ndarray, layout: str, ry: Tuple[np.ndarray, np.ndarray, np.ndarray],
+              rx: Tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """One map (H, W, C) or (C, H, W) resampled with row taps ``ry`` and column taps ``rx``."""
+    y_ax, x_ax = (0, 1) if layout == "NHWC" else (1, 2)
+    return _lerp(_lerp(m, y_ax, ry), x_ax, rx)
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def test_eval_subset_writes_exactly_six_metrics(tmp_path, model, images, capsys)
 
 
 def test_info_prints_format_tensors_and_spec(model, capsys):
-    assert main(["info", model]) == 0
+    assert main(["info", model, "--backend", "onnxruntime"]) == 0
     text = capsys.readouterr().out
     assert "format:   onnx" in text and "onnxruntime" in text
     for name in ("image", "heatmap", "paf"):
