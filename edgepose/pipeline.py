@@ -152,6 +152,15 @@ def _raise_if_not_finite(heat: np.ndarray, paf: np.ndarray, indices: List[int], 
                 raise error
 
 
+def _slicer(tensor: np.ndarray) -> Callable[[int, int, int], np.ndarray]:
+    """``batch(start, stop, fill)`` of :meth:`EdgePose._run` over a host input tensor."""
+    def batch(start: int, stop: int, fill: int) -> np.ndarray:
+        chunk = tensor[start:stop]
+        return np.concatenate([chunk, np.repeat(chunk[:1], fill, axis=0)]) if fill else chunk
+
+    return batch
+
+
 class _StageTimer:
     """Wall-clock milliseconds per stage of one call; the only place edgepose times its stages."""
 
@@ -188,18 +197,29 @@ class EdgePose:
             height of a dynamic model (aspect kept).
         key: the key of a TAO ``.etlt`` model (default ``$EDGEPOSE_KEY``, ``$TAO_KEY`` or
             ``nvidia_tlt``); the file is decrypted in memory. Ignored for other formats.
+        scales: accuracy mode: run the network at these input scales (e.g. ``(1.0, 1.5)``, or
+            ``"1,1.5"``), fuse the maps on the largest scale's grid and decode once (:mod:`edgepose.tta`,
+            docs/accuracy.md). Default: ``(1.0,)``, one run.
+        flip: accuracy mode: also run each scale on the mirrored frame and fuse it back.
+        backend_options: further options for the backend's constructor (e.g. OpenVINO's
+            ``{"precision": "f32"}``).
 
     Raises:
         ModelFormatError: the model file is missing or not a model (DecryptionError: a wrong ``key``).
         BackendUnavailable: the backend or provider cannot run here.
-        SpecError: the model has no heatmap / PAF pair, or the spec does not fit it.
+        SpecError: the model has no heatmap / PAF pair, or the spec does not fit it (or scales other
+            than 1 on a model of fixed input size).
+        InputError: bad ``scales``.
     """
 
     def __init__(self, model: Union[ModelSource, Any], *, backend: str = "auto",
                  spec: Union[None, ModelSpec, Mapping[str, Any], str, os.PathLike[str]] = None,
                  config: Optional[DecoderConfig] = None, threads: Optional[int] = None,
                  providers: Union[None, str, Sequence[Any]] = None,
-                 input_size: Union[None, int, Tuple[int, int]] = None, key: Optional[str] = None) -> None:
+                 input_size: Union[None, int, Tuple[int, int]] = None, key: Optional[str] = None,
+                 scales: Union[None, str, Sequence[float]] = None, flip: bool = False,
+                 backend_options: Optional[Mapping[str, Any]] = None) -> None:
+        from . import tta
         from .backends import Backend, create
         from .decode import Decoder
 
@@ -211,7 +231,7 @@ class EdgePose:
         if self._owns_backend:
             read_head(model, 1)  # a missing path is a ModelFormatError naming it, before any backend work
             verify_model_sha256(model)  # a digest recorded in model.edgepose.json, before the model loads
-            options: Dict[str, Any] = {}
+            options: Dict[str, Any] = dict(backend_options or {})
             if threads is not None:
                 options["threads"] = threads
             if providers is not None:
@@ -236,6 +256,9 @@ class EdgePose:
             self._input_dtype = image.dtype if image.dtype in ("float32", "float16") else "float32"
             batch = image.shape[0]
             self._fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+            scales = tta.parse_scales(scales)
+            tta.check_model_scales(scales, image.shape, self._spec.input_layout)
+            self._fusion = tta.Fusion(self._spec, scales, flip) if scales != (1.0,) or flip else None
         except BaseException:
             self.close()
             raise
@@ -254,6 +277,16 @@ class EdgePose:
         return self._backend
 
     @property
+    def scales(self) -> Tuple[float, ...]:
+        """The input scales of each frame's runs (``(1.0,)`` outside accuracy mode)."""
+        return self._fusion.scales if self._fusion is not None else (1.0,)
+
+    @property
+    def flip(self) -> bool:
+        """Whether each scale also runs on the mirrored frame (accuracy mode)."""
+        return self._fusion is not None and self._fusion.flip
+
+    @property
     def decoder_config(self) -> DecoderConfig:
         """The decoder's thresholds and choices."""
         return self._config
@@ -270,6 +303,12 @@ class EdgePose:
               ) -> Tuple[np.ndarray, np.ndarray, List[Transform]]:
         """Checked frames and their sizes (from :meth:`_frames`) -> network outputs, one Transform per frame."""
         spec = self._spec
+        if self._fusion is not None:
+            if on_device:
+                raise InputError("frames: accuracy mode (scales / flip) takes host frames; download them first "
+                                 "(CuPy: frame.get(), PyTorch: frame.cpu().numpy())")
+            return self._fusion.maps(frames, lambda t: self._run(len(t), _slicer(t), timer), timer,
+                                     self._input_dtype)
         if on_device:
             # The kernel runs asynchronously on the legacy default stream, which the backend's
             # stream waits for: the pre-processing time shows up in "inference", not "preprocess".
@@ -282,10 +321,7 @@ class EdgePose:
             with timer.stage("preprocess"):
                 tensor, transforms = preprocess(frames, spec, dtype=self._input_dtype, out=self._input_buffer)
                 self._input_buffer = tensor  # reused by the next call of the same size
-
-            def batch(start: int, stop: int, fill: int) -> Any:
-                chunk = tensor[start:stop]
-                return np.concatenate([chunk, np.repeat(chunk[:1], fill, axis=0)]) if fill else chunk
+            batch = _slicer(tensor)
         heat, paf = self._run(len(frames), batch, timer)
         return heat, paf, transforms
 
@@ -347,6 +383,7 @@ class EdgePose:
             / ``spec.paf_layout``), batch first, and one :class:`Transform` per frame; for caching
             maps, tuning the decoder, or benchmarks. The arrays are the caller's to keep (a backend
             that returns views of its own buffers, as TensorRT's does, is copied here).
+            In accuracy mode (``scales`` / ``flip``) they are the fused maps on the largest scale's grid.
         """
         self._check_open()
         timer = _StageTimer()

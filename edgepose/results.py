@@ -235,8 +235,9 @@ class Poses:
 
     def allclose(self, other: Poses, atol: float = 0.0, rtol: float = 0.0) -> bool:
         """True when both hold the same persons in the same order: the same topology, the same ids
-        (or both untracked), the same keypoints found, and keypoint coordinates, keypoint scores and person scores all within
-        ``atol + rtol * |other|`` (as :func:`numpy.isclose`). :meth:`diff` says what differs."""
+        (or both untracked), the same keypoints found, and keypoint coordinates, keypoint scores and
+        person scores all within ``atol + rtol * |other|`` (as :func:`numpy.isclose`).
+        :meth:`diff` says what differs."""
         return not self.diff(other, atol=atol, rtol=rtol)
 
     def diff(self, other: Poses, atol: float = 0.0, rtol: float = 0.0) -> str:

@@ -15,7 +15,52 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Topology", "BODYPOSENET", "COCO17_KEYPOINTS", "COCO17_SKELETON"]
+__all__ = ["FlipPermutation", "Topology", "BODYPOSENET", "COCO17_KEYPOINTS", "COCO17_SKELETON", "mirror_name"]
+
+_SIDES = {"left": "right", "right": "left", "l": "r", "r": "l"}
+
+
+def mirror_name(name: str) -> str:
+    """The keypoint name a horizontal flip turns ``name`` into: the ``_``-separated word ``left`` <->
+    ``right`` and ``l`` <-> ``r`` (``left_eye`` -> ``right_eye``, ``r_knee`` -> ``l_knee``); other
+    names (``nose``, ``neck``) are their own mirror."""
+    return "_".join(_SIDES.get(w, w) for w in name.split("_"))
+
+
+@dataclass(frozen=True)
+class FlipPermutation:
+    """How a horizontal flip permutes a :class:`Topology` (see :meth:`Topology.flip_permutation`).
+
+    Attributes:
+        keypoints: N indices; keypoint i of the person is keypoint ``keypoints[i]`` of its mirror image.
+        limbs: K indices; limb k is limb ``limbs[k]`` in the mirror image.
+        limb_signs: K values +1 / -1: -1 where the mirrored limb runs the other way (its from / to are
+            the mirrors of limb k's to / from), so its PAF vector points backwards.
+    """
+
+    keypoints: Tuple[int, ...]
+    limbs: Tuple[int, ...]
+    limb_signs: Tuple[int, ...]
+
+    def heatmap_channels(self, channels: int) -> np.ndarray:
+        """Channel indices that undo a flip on a heatmap of ``channels`` (N keypoints, then extra
+        channels such as the background, which stay): ``unflipped = flipped[idx]``."""
+        n = len(self.keypoints)
+        if channels < n:
+            raise ValueError(f"a heatmap of {channels} channels has fewer than the {n} keypoints")
+        return np.array(list(self.keypoints) + list(range(n, channels)), dtype=np.intp)
+
+    def paf_channels(self, paf_channels: Tuple[Tuple[int, int], ...]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(idx, sign)`` over the 2K PAF channels that undo a flip once the map is mirrored back:
+        ``unflipped[c] = sign[c] * flipped[idx[c]]``. The x component changes sign (a mirror), and
+        both do where the mirrored limb runs the other way."""
+        idx = np.empty(2 * len(paf_channels), dtype=np.intp)
+        sign = np.empty(2 * len(paf_channels), dtype=np.float32)
+        for k, (cx, cy) in enumerate(paf_channels):
+            mx, my = paf_channels[self.limbs[k]]
+            idx[cx], idx[cy] = mx, my
+            sign[cx], sign[cy] = -self.limb_signs[k], self.limb_signs[k]
+        return idx, sign
 
 
 @dataclass(frozen=True)
@@ -89,6 +134,36 @@ class Topology:
     def starts_person_array(self) -> np.ndarray:
         """(K,) uint8 flags, the form the C++ decoder takes."""
         return np.array(self.starts_person, dtype=np.uint8)
+
+    def flip_permutation(self) -> FlipPermutation:
+        """The keypoint and limb permutation of a horizontal flip, derived from the keypoint names
+        (:func:`mirror_name`: ``left`` <-> ``right``, ``l`` <-> ``r``). It is an involution.
+
+        Raises:
+            ValueError: a keypoint whose mirror name is not in the topology, or a limb whose mirror
+                (the limb joining the two mirrored keypoints) is not one of its limbs.
+        """
+        kp = []
+        for name in self.keypoints:
+            other = mirror_name(name)
+            if other not in self.keypoints:
+                raise ValueError(f"topology {self.name!r}: keypoint {name!r} has no mirror {other!r}, so a "
+                                 "horizontal flip cannot be undone")
+            kp.append(self.keypoints.index(other))
+        where = {limb: k for k, limb in enumerate(self.limbs)}
+        limbs, signs = [], []
+        for a, b in self.limbs:
+            ma, mb = kp[a], kp[b]
+            if (ma, mb) in where:
+                limbs.append(where[(ma, mb)])
+                signs.append(1)
+            elif (mb, ma) in where:
+                limbs.append(where[(mb, ma)])
+                signs.append(-1)
+            else:
+                raise ValueError(f"topology {self.name!r}: limb {self.keypoints[a]} -> {self.keypoints[b]} has no "
+                                 f"mirror limb {self.keypoints[ma]} -> {self.keypoints[mb]}")
+        return FlipPermutation(tuple(kp), tuple(limbs), tuple(signs))
 
     def index(self, name: str) -> int:
         """The index of keypoint ``name``."""

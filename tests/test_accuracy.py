@@ -48,6 +48,7 @@ def test_default_config_on_ideal_maps(coco_annotations):
 
 def eval_model(model: str, annotations: dict, **kwargs) -> float:
     results = []
+    kwargs.setdefault("backend", "onnxruntime")  # the README's f32 figures (auto may pick OpenVINO bf16)
     with EdgePose(str(need(MODELS / f"{model}.onnx")), **kwargs) as ep:
         for im in annotations["images"]:
             frame = cv2.imread(str(COCO_MINI / "images" / im["file_name"]))

@@ -182,7 +182,7 @@ def test_eval_subset_writes_exactly_six_metrics(tmp_path, model, images, capsys)
 
 
 def test_info_prints_format_tensors_and_spec(model, capsys):
-    assert main(["info", model]) == 0
+    assert main(["info", model, "--backend", "onnxruntime"]) == 0
     text = capsys.readouterr().out
     assert "format:   onnx" in text and "onnxruntime" in text
     for name in ("image", "heatmap", "paf"):
@@ -190,7 +190,7 @@ def test_info_prints_format_tensors_and_spec(model, capsys):
     spec = json.loads(text[text.index("spec:") + len("spec:"):])
     assert spec["input_layout"] == "NCHW"
 
-    assert main(["info", model, "--json"]) == 0
+    assert main(["info", model, "--json", "--backend", "onnxruntime"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["format"] == "onnx" and facts["backend"]["name"] == "onnxruntime"
     assert {t["name"] for t in facts["outputs"]} == {"heatmap", "paf"}

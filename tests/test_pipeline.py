@@ -27,7 +27,7 @@ OMZ = MODELS / "omz_human_pose_estimation_0001.onnx"
 
 @pytest.fixture(scope="module")
 def omz() -> EdgePose:
-    with EdgePose(need(OMZ), threads=2) as model:
+    with EdgePose(need(OMZ), backend="onnxruntime", threads=2) as model:
         yield model
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, InputError
 from ..formats.detect import ModelFormat, ModelSource, detect_format, source_name
 from .base import Backend, BackendBase, TensorSpec
 
@@ -30,6 +31,7 @@ class BackendEntry:
         can_run: a cheap check that the runtime is importable and a device is present (it must not
             import anything heavy beyond what the check needs).
         why_not: why it cannot run here (None when it can); defaults to "not installed".
+        auto_why_not: why ``backend="auto"`` passes it over although it can run (None: it does not).
     """
 
     module: str
@@ -38,6 +40,7 @@ class BackendEntry:
     install: str
     can_run: Callable[[], bool]
     why_not: Optional[Callable[[], Optional[str]]] = None
+    auto_why_not: Optional[Callable[[], Optional[str]]] = None
 
     def reason(self) -> Optional[str]:
         """Why this backend cannot run here, or None when it can."""
@@ -83,18 +86,53 @@ def _tensorrt_why_not() -> Optional[str]:
     return None
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU reports bf16 instructions (``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo;
+    False where that file is absent, e.g. not Linux). Cheap: reads one file, imports nothing."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def _openvino_auto_why_not() -> Optional[str]:
+    """Why ``backend="auto"`` passes over an installed OpenVINO: it is measured faster than ONNX Runtime
+    only through bf16 (benchmarks/results/backends.md); in f32 the two are level."""
+    if not cpu_has_bf16():
+        return ("installed, but auto picks it only on a CPU with bf16 instructions (avx512_bf16 / amx_bf16), "
+                "where it runs in bf16 and was measured faster than onnxruntime; ask for backend='openvino'")
+    return None
+
+
+OPENVINO_INSTALL = "openvino  (or: pip install 'edgepose[openvino]')"
+
 REGISTRY: Dict[str, BackendEntry] = {
     "tensorrt": BackendEntry("tensorrt", "TensorRTBackend", (ModelFormat.ENGINE, ModelFormat.ONNX), TENSORRT_INSTALL,
                              lambda: _tensorrt_why_not() is None, _tensorrt_why_not),
+    "openvino": BackendEntry("openvino", "OpenVinoBackend", (ModelFormat.ONNX,), OPENVINO_INSTALL,
+                             _importable("openvino"), auto_why_not=_openvino_auto_why_not),
     "onnxruntime": BackendEntry("onnxruntime", "OnnxRuntimeBackend", (ModelFormat.ONNX,),
                                 "onnxruntime  (or: pip install 'edgepose[onnx]')", _importable("onnxruntime")),
 }
 """Backend name -> :class:`BackendEntry`."""
 
-AUTO_ORDER: Tuple[str, ...] = ("tensorrt", "onnxruntime")
-"""``backend="auto"`` takes the first of these that is registered, runs the model's format and can run.
+AUTO_ORDER: Tuple[str, ...] = ("tensorrt", "openvino", "onnxruntime")
+"""``backend="auto"`` takes the first of these that is registered, runs the model's format and can run
+(and that its entry's ``auto_why_not`` does not pass over: OpenVINO only on a CPU with bf16).
 TensorRT given an ONNX model builds its engine in memory at load (minutes on a Jetson); build it once
 with ``edgepose convert`` and load the ``.engine`` instead."""
+
+
+def _unknown_options(cls: type, options: Dict[str, Any]) -> List[str]:
+    """The keys of ``options`` that the backend class's constructor does not take."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return []
+    return sorted(k for k in options if k not in params)
 
 
 def available_backends() -> Dict[str, bool]:
@@ -113,7 +151,8 @@ def create(model: ModelSource, backend: str = "auto", *, key: Optional[str] = No
         key: the ``.etlt`` key (default ``$EDGEPOSE_KEY``, ``$TAO_KEY`` or ``nvidia_tlt``); ignored
             for other formats.
         **options: passed to the backend's constructor (ONNX Runtime: ``providers``, ``threads``;
-            TensorRT: ``device``, ``cuda_graph``, ``max_batch``).
+            OpenVINO: ``threads``, ``precision`` (``"f32"`` forces f32); TensorRT: ``device``,
+            ``cuda_graph``, ``max_batch``). An option the chosen backend does not take is an InputError.
 
     Raises:
         BackendUnavailable: unknown backend name, runtime not installed or no device (the message
@@ -141,6 +180,13 @@ def create(model: ModelSource, backend: str = "auto", *, key: Optional[str] = No
                 continue
             why = entry.reason()
             if why is None:
+                why = entry.auto_why_not() if entry.auto_why_not is not None else None
+                unknown = _unknown_options(entry.load(), options) if why is None and options else []
+                if unknown:  # e.g. ONNX Runtime's providers=: a request meant for another backend
+                    why = f"takes no option {', '.join(map(repr, unknown))}"
+                if why is not None:
+                    skipped[name] = why
+                    continue
                 backend = name
                 break
             skipped[name] = f"cannot run here: {why}"
@@ -161,7 +207,12 @@ def create(model: ModelSource, backend: str = "auto", *, key: Optional[str] = No
     if why is not None:
         raise BackendUnavailable(f"backend {backend!r} cannot run here: {why}")
     selection["chosen"] = backend
-    instance = entry.load()(model, **options)
+    cls = entry.load()
+    unknown = _unknown_options(cls, options)
+    if unknown:
+        takes = sorted(k for k, p in inspect.signature(cls.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY)
+        raise InputError(f"backend {backend!r} takes no option {', '.join(map(repr, unknown))} (it takes {takes})")
+    instance = cls(model, **options)
     if isinstance(instance, BackendBase):
         instance.selection = selection
     return instance

@@ -115,12 +115,12 @@ def build_engine(onnx_model: ModelSource, options: Optional[BuildOptions] = None
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    profiles = {p.input_name: p for p in options.profiles}
+    groups = options.optimisation_profiles() or [{}]  # one per accuracy-mode scale (formats.engine.scale_profiles)
+    profiles = groups[0]
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     unknown = sorted(set(profiles) - {t.name for t in inputs})
     if unknown:
         raise ModelFormatError(f"profile for {unknown}, but the model's inputs are {[t.name for t in inputs]}")
-    profile = builder.create_optimization_profile()
     dynamic = False
     for t in inputs:
         if any(d < 0 for d in t.shape):
@@ -129,17 +129,22 @@ def build_engine(onnx_model: ModelSource, options: Optional[BuildOptions] = None
                 raise ModelFormatError(
                     f"input {t.name!r} of {where} has dynamic shape {list(t.shape)}: give it an optimisation profile "
                     f"(-p {t.name},1x...,8x...,16x... or --batch MIN,OPT,MAX)")
-        p = profiles.get(t.name)
-        if p is not None:
-            profile.set_shape(t.name, p.min, p.opt, p.max)
-    if dynamic or profiles:
-        config.add_optimization_profile(profile)
+    first = None
+    for group in groups:
+        profile = builder.create_optimization_profile()
+        for t in inputs:
+            p = group.get(t.name)
+            if p is not None:
+                profile.set_shape(t.name, p.min, p.opt, p.max)
+        if dynamic or profiles:
+            config.add_optimization_profile(profile)
+        first = first or profile
     calibrator = None
     if plan.calibration_cache:
         calibrator = _cache_calibrator(plan.calibration_cache)
         config.int8_calibrator = calibrator
         if dynamic or profiles:
-            config.set_calibration_profile(profile)
+            config.set_calibration_profile(first)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendUnavailable(f"TensorRT could not build an engine from {where} (see the TensorRT log messages "
@@ -288,18 +293,26 @@ class TensorRTBackend(BackendBase):
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self._inputs if is_input else self._outputs).append(spec)
         # Largest shapes: each input at its profile's max (batch capped), then the outputs they imply.
-        for t in self._inputs:
-            shape = tuple(self._engine.get_tensor_shape(t.name))
-            if any(d < 0 for d in shape):
-                shape = tuple(self._engine.get_tensor_profile_shape(t.name, 0)[2])
-            if max_batch is not None and t.rank and shape[0] > max_batch:
-                shape = (max_batch, *shape[1:])
-            self._context.set_input_shape(t.name, shape)
-            self._bindings[t.name] = _Binding(t.name, np.dtype(t.dtype), tuple(int(d) for d in shape),
-                                              self._zero_copy)
-        for t in self._outputs:
-            shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
-            self._bindings[t.name] = _Binding(t.name, np.dtype(t.dtype), shape, self._zero_copy)
+        # With several optimisation profiles (accuracy mode: one per scale, edgepose convert --scales) the
+        # buffers hold the largest shapes over all of them; _run_mixed picks the profile a shape fits.
+        self._profiles = max(1, int(getattr(self._engine, "num_optimization_profiles", 1)))
+        self._profile = 0
+        largest: Dict[str, Tuple[int, ...]] = {}
+        for index in reversed(range(self._profiles)):  # profile 0 last: the one left selected
+            if self._profiles > 1:
+                self._context.set_optimization_profile_async(index, self._stream.ptr)
+            for t in self._inputs:
+                shape = tuple(self._engine.get_tensor_shape(t.name))
+                if any(d < 0 for d in shape):
+                    shape = tuple(self._engine.get_tensor_profile_shape(t.name, index)[2])
+                if max_batch is not None and t.rank and shape[0] > max_batch:
+                    shape = (max_batch, *shape[1:])
+                self._context.set_input_shape(t.name, shape)
+            for t in self._inputs + self._outputs:
+                shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
+                largest[t.name] = tuple(max(a, b) for a, b in zip(largest.get(t.name, shape), shape))
+        for t in self._inputs + self._outputs:
+            self._bindings[t.name] = _Binding(t.name, np.dtype(t.dtype), largest[t.name], self._zero_copy)
 
     # -- protocol --------------------------------------------------------------------------------
     @property
@@ -345,6 +358,28 @@ class TensorRTBackend(BackendBase):
     def _run(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         return self._run_mixed(feed, {})
 
+    def _select_profile(self, shapes: Dict[str, Tuple[int, ...]]) -> None:
+        """Switch to the first optimisation profile whose min..max holds every input shape (an engine
+        built with one profile per accuracy-mode scale); CUDA graphs captured under another are dropped."""
+        def fits(index: int) -> bool:
+            for name, shape in shapes.items():
+                lo, _, hi = self._engine.get_tensor_profile_shape(name, index)
+                if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+                    return False
+            return True
+
+        if fits(self._profile):
+            return
+        index = next((i for i in range(self._profiles) if fits(i)), None)
+        if index is None:
+            raise InputError(f"{self.name} backend: input shapes {shapes} fit none of the engine's "
+                             f"{self._profiles} optimisation profiles (rebuild with edgepose convert --scales ...)")
+        self._context.set_optimization_profile_async(index, self._stream.ptr)
+        self._profile = index
+        for graph in self._graphs.values():  # captured with the other profile's shapes
+            graph.close()
+        self._graphs = {}
+
     def _run_mixed(self, host: Dict[str, np.ndarray], on_device: Dict[str, _cuda.DeviceArray]) -> Dict[str, np.ndarray]:
         stream = self._stream
         assert stream is not None
@@ -356,6 +391,9 @@ class TensorRTBackend(BackendBase):
                 raise InputError(f"{self.name} backend: input {name!r} of shape {shape} exceeds the largest shape "
                                  f"the engine was built / allocated for, {limit} (rebuild with a larger profile or "
                                  "pass a larger max_batch)")
+        if self._profiles > 1:
+            self._select_profile(shapes)
+        for name, shape in shapes.items():
             if not self._context.set_input_shape(name, shape):
                 raise InputError(f"{self.name} backend: TensorRT refused shape {shape} for input {name!r}")
         # Host inputs go to the pinned (or mapped) buffer; the copies are enqueued below.

@@ -23,6 +23,7 @@ __all__ = [
     "FRAME_ERRORS",
     "frame_problem",
     "IMAGE_EXTENSIONS",
+    "add_accuracy_options",
     "add_model_options",
     "open_model",
     "check_new_file",
@@ -93,6 +94,25 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_flag: bool = Tru
                         help="key of a TAO .etlt model (default: $EDGEPOSE_KEY, $TAO_KEY or nvidia_tlt)")
 
 
+def scale_list(text: str) -> Tuple[float, ...]:
+    """``--scales 1,1.5`` -> (1.0, 1.5) (checked by :func:`edgepose.tta.parse_scales`)."""
+    from ..tta import parse_scales
+
+    try:
+        return parse_scales(text, "--scales")
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--scales: ", "", 1)) from None
+
+
+def add_accuracy_options(parser: Any) -> None:
+    """Accuracy mode: --scales and --flip (see docs/accuracy.md)."""
+    parser.add_argument("--scales", type=scale_list, default=None, metavar="1,1.5",
+                        help="accuracy mode: run the network at these input scales (1 = the model's size) and "
+                             "fuse the maps before decoding (default: 1, one run)")
+    parser.add_argument("--flip", action="store_true",
+                        help="accuracy mode: also run every scale on the mirrored frame and fuse it back")
+
+
 def open_model(args: argparse.Namespace, model: Optional[str] = None) -> Any:
     """An :class:`edgepose.EdgePose` from the parsed model options.
 
@@ -110,7 +130,8 @@ def open_model(args: argparse.Namespace, model: Optional[str] = None) -> Any:
     from ..pipeline import EdgePose
 
     return EdgePose(str(path), backend=args.backend, threads=args.threads, input_size=args.input_size, spec=spec,
-                    key=getattr(args, "key", None))
+                    key=getattr(args, "key", None), scales=getattr(args, "scales", None),
+                    flip=getattr(args, "flip", False))
 
 
 def model_inputs(args: argparse.Namespace, model: Optional[str] = None) -> List[Path]:

@@ -24,6 +24,7 @@ from ._common import (
     CLIError,
     Reporter,
     _input_size,
+    add_accuracy_options,
     check_new_file,
     list_images,
     model_inputs,
@@ -119,6 +120,7 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                            "size (aspect kept); default: the model's spec. With --decoder-only: "
                                            "the input the synthetic maps belong to (default 368x552)")
     model.add_argument("--spec", default=None, metavar="JSON", help="a JSON file of ModelSpec fields")
+    add_accuracy_options(model)  # timed beside the single-scale default, whose cost ratio is reported
     run = p.add_argument_group("what to run")
     run.add_argument("--batch", type=_count_list, default=(1,), metavar="1,8",
                      help="batch sizes to measure, separated by commas (default 1)")
@@ -277,9 +279,11 @@ def _run_pipeline(args: argparse.Namespace, reporter: Reporter, report: Dict[str
     report["skipped"] = skipped
     for entry in skipped:
         reporter.message(f"skipping backend {entry['backend']}: {entry['reason']}")
-    for name in names:
+    # Accuracy mode is timed beside the default (one scale, no flip), so its cost is a ratio of one run.
+    modes = [(None, False)] + ([(args.scales, args.flip)] if args.scales is not None or args.flip else [])
+    for name, (scales, flip) in ((n, m) for n in names for m in modes):
         with EdgePose(str(path), backend=name, threads=args.threads, input_size=args.input_size,
-                      spec=args.spec) as model:
+                      spec=args.spec, scales=scales, flip=flip) as model:
             backend = model.backend
             info = backend.describe()
             base = {
@@ -289,6 +293,8 @@ def _run_pipeline(args: argparse.Namespace, reporter: Reporter, report: Dict[str
                 "precision": _precision(model),
                 "threads": args.threads,
                 "input_size": list(transform_for(frames[0].shape[:2], model.spec).input_size),
+                "scales": list(model.scales),
+                "flip": model.flip,
             }
             for batch in args.batch:
                 calls = math.ceil(args.frames / batch)
@@ -302,7 +308,12 @@ def _run_pipeline(args: argparse.Namespace, reporter: Reporter, report: Dict[str
                     bar.finish()
                 lat = run["latency_ms"]
                 run["ratios"] = {"decode_vs_inference": lat["decode"]["median"] / lat["inference"]["median"]}
-                report["runs"].append({**base, **run})
+                if len(modes) > 1 and (scales, flip) != (None, False):
+                    single = next(r for r in report["runs"] if r["backend"] == backend.name and r["batch"] == batch
+                                  and r["scales"] == [1.0] and not r["flip"])
+                    run["ratios"]["frame_ms_vs_single_scale"] = run["frame_ms"]["median"] / single["frame_ms"]["median"]
+                ran = backend.describe().get("precision")  # OpenVINO: the precision it compiled to (bf16, f32)
+                report["runs"].append({**base, **run, **({"precision": ran} if isinstance(ran, str) else {})})
 
 
 def _bar(args: argparse.Namespace) -> Reporter:
@@ -383,8 +394,10 @@ def table(report: Dict[str, Any]) -> str:
         for r in report["runs"]:
             prov = f" {','.join(r['providers'])}" if r["providers"] else ""
             threads = r["threads"] if r["threads"] is not None else "default"
+            mode = "" if r["scales"] == [1.0] and not r["flip"] else (
+                f"accuracy mode: scales {','.join(f'{s:g}' for s in r['scales'])}{' + flip' if r['flip'] else ''}, ")
             lines += ["", f"{r['backend']} {r['backend_version']}{prov}, {r['precision']}, threads {threads}, "
-                          f"input {r['input_size'][0]}x{r['input_size'][1]}, batch {r['batch']}, "
+                          f"{mode}input {r['input_size'][0]}x{r['input_size'][1]}, batch {r['batch']}, "
                           f"{r['frames']} frames after {r['warmup']} warm-up calls",
                       f"  {'stage (ms per call)':<20} {head}"]
             for stage, p in r["latency_ms"].items():
@@ -392,6 +405,8 @@ def table(report: Dict[str, Any]) -> str:
             mem = r["memory"]
             lines += [f"  {'FPS':<20} {r['fps']:9.1f}   ({r['frame_ms']['median']:.2f} ms per frame, median; "
                       f"decode / inference {r['ratios']['decode_vs_inference']:.3f})",
+                      *([f"  cost of accuracy mode: x{r['ratios']['frame_ms_vs_single_scale']:.2f} the single-scale "
+                         "time per frame (same run)"] if "frame_ms_vs_single_scale" in r["ratios"] else []),
                       f"  memory: peak RSS {mem['peak_rss_mib']:.0f} MiB; over the timed calls RSS "
                       f"{mem['rss_growth_mib']:+.1f} MiB, Python {mem['python_growth_kib']:+.1f} KiB -> "
                       + ("steady (no growth)" if mem["steady"] else "GROWS")]

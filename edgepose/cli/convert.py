@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..errors import ModelFormatError, SpecError
 from ..formats.detect import check_onnx_loadable, onnx_metadata, parse_onnx
-from ._common import CLIError, _input_size, check_new_file, model_inputs
+from ._common import CLIError, _input_size, add_accuracy_options, check_new_file, model_inputs
 
 HELP = "convert models: .etlt -> .onnx, .onnx -> .etlt, .etlt/.onnx -> TensorRT .engine"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -106,6 +106,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=_input_size, default=None, metavar="HxW",
                    help="input size for a model whose size is dynamic (engine builds need a fixed one)")
     p.add_argument("--spec", default=None, metavar="JSON", help="ModelSpec fields overriding the detected ones")
+    add_accuracy_options(p)  # engine builds: one optimisation profile per scale (batch doubled by --flip)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     return p
 
@@ -157,7 +158,7 @@ def onnx_model_info(onnx_model: Any, where: str = "model") -> Any:
 
 
 def _engine(args: argparse.Namespace, onnx_bytes: bytes, model: Any, out: Path) -> Dict[str, Any]:
-    from ..formats.engine import BuildOptions, profile_from_batch, write_engine
+    from ..formats.engine import BuildOptions, profile_from_batch, scale_profiles, write_engine
     from ..spec import spec_for
 
     calib = None
@@ -179,8 +180,15 @@ def _engine(args: argparse.Namespace, onnx_bytes: bytes, model: Any, out: Path) 
     if spec.input_name not in {p.input_name for p in profiles} and not all(
             isinstance(d, int) and d > 0 for d in image.shape):
         try:
-            profiles.append(profile_from_batch(spec.input_name, image.shape, args.batch or (1, 1, 1), spec.input_size,
-                                               spec.input_layout))
+            if args.scales is not None or args.flip:  # accuracy mode: a profile per scale
+                if spec.input_size is None:
+                    raise ValueError("--scales / --flip: an engine for accuracy mode needs --input-size HxW (the "
+                                     "scale-1 size)")
+                profiles += scale_profiles(spec.input_name, image.shape, args.batch or (1, 1, 1), spec.input_size,
+                                           spec.input_layout, args.scales or (1.0,), args.flip)
+            else:
+                profiles.append(profile_from_batch(spec.input_name, image.shape, args.batch or (1, 1, 1),
+                                                   spec.input_size, spec.input_layout))
         except ValueError as e:
             raise SpecError(str(e)) from None
     elif args.batch is not None and spec.input_name in {p.input_name for p in profiles}:
@@ -244,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
                        "(INT8 ONNX models come from python -m tools.calibrate)")
     if suffix not in ENGINE_SUFFIXES:
         engine_only = [flag for flag, used in (("--calib", args.calib), ("-p/--profile", args.profile),
-                                               ("--batch", args.batch), ("--workspace", args.workspace))
+                                               ("--batch", args.batch), ("--workspace", args.workspace),
+                                               ("--scales", args.scales), ("--flip", args.flip))
                        if used]
         if engine_only:
             raise CLIError(f"{', '.join(engine_only)}: only used when building an engine (-o *.engine)")

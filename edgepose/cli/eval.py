@@ -17,6 +17,7 @@ from ._common import (
     FRAME_ERRORS,
     CLIError,
     Reporter,
+    add_accuracy_options,
     add_model_options,
     check_new_file,
     frame_problem,
@@ -32,6 +33,7 @@ HELP = "COCO keypoint AP of a model on annotated images"
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help=HELP, description=__doc__.split("\n\n")[0])
     add_model_options(p)
+    add_accuracy_options(p)
     p.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder holding the images")
     p.add_argument("--annotations", required=True, type=Path, metavar="COCO.json",
                    help="COCO person-keypoints annotation file")

@@ -27,6 +27,7 @@ from ._common import (
     IMAGE_EXTENSIONS,
     CLIError,
     Reporter,
+    add_accuracy_options,
     add_model_options,
     check_new_file,
     check_not_input,
@@ -60,6 +61,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="an image, a folder of images, a video file, a camera index (0, 1, ...) "
                         "or a stream URL (rtsp://, http://, ...)")
     add_model_options(p)
+    add_accuracy_options(p)
     p.add_argument("--out", "-o", type=Path, default=None, metavar="PATH",
                    help="annotated output: an image file for an image, a folder for a folder, "
                         "a video file (.mp4) for a video, camera or stream")

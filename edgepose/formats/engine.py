@@ -49,6 +49,7 @@ __all__ = [
     "parse_profile",
     "parse_shape",
     "profile_from_batch",
+    "scale_profiles",
     "read_plan",
     "read_sidecar",
     "sidecar_path",
@@ -171,6 +172,29 @@ def profile_from_batch(input_name: str, shape: Sequence[Any], batch: Tuple[int, 
     return Profile(input_name, (lo, *dims[1:]), (opt, *dims[1:]), (hi, *dims[1:]))
 
 
+def scale_profiles(input_name: str, shape: Sequence[Any], batch: Tuple[int, int, int],
+                   input_size: Tuple[int, int], layout: str, scales: Sequence[float], flip: bool = False
+                   ) -> List[Profile]:
+    """One profile per scale of accuracy mode (``EdgePose(scales=..., flip=...)``): each scale's input
+    size (``input_size`` scaled as :func:`edgepose.tta.scaled_spec` scales it), and with ``flip`` twice
+    the batch (a frame and its mirror run as one batch).
+
+    Raises:
+        ValueError: as :func:`profile_from_batch`.
+    """
+    from ..spec import ModelSpec
+    from ..tta import scaled_spec
+
+    base = ModelSpec(input_size=tuple(input_size))  # type: ignore[arg-type]
+    k = 2 if flip else 1
+    lo, opt, hi = batch
+    out = []
+    for s in scales:
+        size = scaled_spec(base, float(s)).input_size
+        out.append(profile_from_batch(input_name, shape, (lo, opt * k, hi * k), size, layout))
+    return out
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build an engine (the choices of ``trtexec`` / ``tao-converter`` that matter here).
@@ -179,7 +203,9 @@ class BuildOptions:
         precision: ``fp32``, ``fp16`` or ``int8``. How each is built on TensorRT 10 and 11 is in
             :mod:`edgepose.formats.precision` (on 10, INT8 also enables FP16 for layers without
             scales, as ``trtexec --fp16 --int8`` does).
-        profiles: one optimisation profile per dynamic input (empty: a static model).
+        profiles: the optimisation profiles of the dynamic inputs (empty: a static model). An input
+            named in several profiles gets one TensorRT optimisation profile each, in order (accuracy
+            mode: one per scale, see :func:`scale_profiles`); the backend picks the one a shape fits.
         workspace_mib: the builder's workspace memory-pool limit (None: TensorRT's default).
         calibration_cache: path of an INT8 calibration cache (TensorRT 10; ``int8`` needs it unless
             the model has Q/DQ nodes); a cache written by another TensorRT version gets its header
@@ -199,9 +225,22 @@ class BuildOptions:
             raise ValueError(f"workspace_mib must be a positive int (MiB), got {self.workspace_mib!r}")
         if self.precision != "int8" and self.calibration_cache:
             raise ValueError(f"a calibration cache is only used for int8, not {self.precision}")
-        names = [p.input_name for p in self.profiles]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two profiles for the same input: {names}")
+        if len(set(self.profiles)) != len(self.profiles):
+            raise ValueError(f"two profiles for the same input are identical: {[p.to_dict() for p in self.profiles]}")
+        counts = {n: sum(p.input_name == n for p in self.profiles) for n in {p.input_name for p in self.profiles}}
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"every dynamic input needs the same number of profiles (one per optimisation profile), "
+                             f"got {counts}")
+
+    def optimisation_profiles(self) -> List[Dict[str, Profile]]:
+        """The profiles grouped into TensorRT optimisation profiles: the i-th profile of each input."""
+        groups: List[Dict[str, Profile]] = []
+        for p in self.profiles:
+            i = next((k for k, g in enumerate(groups) if p.input_name not in g), len(groups))
+            if i == len(groups):
+                groups.append({})
+            groups[i][p.input_name] = p
+        return groups
 
     def to_dict(self) -> Dict[str, Any]:
         return {"precision": self.precision, "profiles": [p.to_dict() for p in self.profiles],
