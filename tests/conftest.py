@@ -30,6 +30,7 @@ STRICT = os.environ.get("EDGEPOSE_TEST_STRICT", "") not in ("", "0")
 ALLOWED_SKIPS = (
     r"needs an NVIDIA GPU",  # gpu-marked tests (CUDA driver, cupy, TensorRT)
     r"needs TensorRT",
+    r"could not import 'supervision'",  # optional [supervision] extra (opencv-python, not headless)
     r"TensorRT can run here",  # the no-TensorRT error path, tested where TensorRT is absent
     r"a GPU is here",  # the no-GPU error path, tested where there is no GPU
     r"could not import 'cupy'",  # cupy is no [test] extra: it comes with a GPU setup

@@ -198,19 +198,19 @@ def test_metadata_that_is_not_utf8_is_tolerated(tmp_path: Path, capsys: pytest.C
     from edgepose.cli.convert import onnx_model_info
 
     bad = _with_metadata(tmp_path / "badmeta.onnx", "note", b"\xff\xfe\xfd note \xc3\x28\x80")
-    with EdgePose(str(bad)) as model, EdgePose(str(need(SMALL))) as plain:
+    with EdgePose(str(bad), backend="onnxruntime") as model, EdgePose(str(need(SMALL)), backend="onnxruntime") as plain:
         same = {"name": "x", "keypoint_offset": (0.0, 0.0)}  # both follow the file name
         assert model.spec.replace(**same) == plain.spec.replace(**same)
         assert "\ufffd note" in model.backend.metadata["note"]
     info = onnx_model_info(bad.read_bytes(), str(bad))
     assert all(isinstance(v, str) for v in info.metadata.values()) and "\ufffd" in info.metadata["note"]
-    assert main(["info", str(bad), "--json"]) == 0
+    assert main(["info", str(bad), "--json", "-b", "onnxruntime"]) == 0
     assert json.loads(capsys.readouterr().out)["spec"]["input_layout"] == "NHWC"
 
 
 def test_spec_metadata_that_is_not_utf8_is_a_spec_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = _with_metadata(tmp_path / "badspec.onnx", "edgepose_spec", b'{"paf_stride": \xff8}')
-    line = _error(capsys, main(["info", str(bad)]))
+    line = _error(capsys, main(["info", str(bad), "-b", "onnxruntime"]))
     assert "edgepose_spec" in line and "not valid JSON" in line, line
 
 
