@@ -95,6 +95,28 @@ def golden_maps() -> dict:
     return out
 
 
+def nearest_person_distance(a, b) -> np.ndarray:
+    """Per person of Poses ``a``: the median distance of shared keypoints (at least 3) to the closest
+    person of Poses ``b`` (inf when none shares 3 keypoints)."""
+    d = []
+    for pa in a.keypoints:
+        best = np.inf
+        for pb in b.keypoints:
+            both = (pa[:, 2] > 0) & (pb[:, 2] > 0)
+            if both.sum() >= 3:
+                best = min(best, float(np.median(np.hypot(*(pa[both, :2] - pb[both, :2]).T))))
+        d.append(best)
+    return np.array(d)
+
+
+def cli_error(capsys, code: int, expected: int = 1) -> str:
+    """The one stderr line of a CLI run that failed with exit code ``expected`` (no traceback)."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == expected and len(lines) == 1 and "Traceback" not in err, (code, err)
+    return lines[0]
+
+
 # ------------------------------------------------------------------------------------------------
 # Hypothesis: in CI (``CI`` set), the same examples on every run and a failure's reproduction blob
 # printed, with a bounded example count and no per-example deadline (a shared, loaded machine).

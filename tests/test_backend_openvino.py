@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import COCO_MINI, MODELS, need
+from conftest import nearest_person_distance as _nearest
 
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")
@@ -28,18 +29,6 @@ def _persons(model_path, backend, **options):
         info = model.backend.describe()
     return out, info
 
-
-def _nearest(a, b):
-    """Per person of ``a``: the median distance of shared keypoints to the closest person of ``b``."""
-    d = []
-    for pa in a.keypoints:
-        best = np.inf
-        for pb in b.keypoints:
-            both = (pa[:, 2] > 0) & (pb[:, 2] > 0)
-            if both.sum() >= 3:
-                best = min(best, float(np.median(np.hypot(*(pa[both, :2] - pb[both, :2]).T))))
-        d.append(best)
-    return np.array(d)
 
 
 @pytest.mark.parametrize("model_path", [OMZ, THIN])  # NCHW and NHWC

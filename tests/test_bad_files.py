@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import COCO_MINI, MODELS, need
+from conftest import cli_error as _error
 
 pytest.importorskip("cryptography")
 pytest.importorskip("onnx")
@@ -72,12 +73,6 @@ def _no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("EDGEPOSE_KEY", "TAO_KEY"):
         monkeypatch.delenv(var, raising=False)
 
-
-def _error(capsys: pytest.CaptureFixture, code: int, expected: int = 1) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == expected and len(lines) == 1 and "Traceback" not in err, (code, err)
-    return lines[0]
 
 
 # -- keys and calibration caches -----------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MODELS, need
+from conftest import cli_error as _error
 
 pytest.importorskip("cryptography")
 pytest.importorskip("onnx")
@@ -28,12 +29,6 @@ def _no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("EDGEPOSE_KEY", "TAO_KEY"):
         monkeypatch.delenv(var, raising=False)
 
-
-def _error(capsys: pytest.CaptureFixture, code: int, expected: int = 1) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == expected and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_onnx_etlt_onnx_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture,

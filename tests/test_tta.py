@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import COCO_MINI, MODELS, need
+from conftest import nearest_person_distance as _match
 
 from edgepose.errors import InputError, SpecError
 from edgepose.preprocess import transform_for
@@ -136,18 +137,6 @@ def test_scales_are_checked() -> None:
 
 
 # -- real model maps -----------------------------------------------------------------------------------
-
-def _match(a, b, thresh=12.0):
-    """Per person of ``a`` the mean distance of shared keypoints to its nearest person in ``b``."""
-    out = []
-    for pa in a.keypoints:
-        best = np.inf
-        for pb in b.keypoints:
-            both = (pa[:, 2] > 0) & (pb[:, 2] > 0)
-            if both.sum() >= 3:
-                best = min(best, float(np.median(np.hypot(*(pa[both, :2] - pb[both, :2]).T))))
-        out.append(best)
-    return np.array(out)
 
 
 def test_unflipped_maps_of_the_mirror_image_find_the_same_persons() -> None:
