@@ -188,24 +188,33 @@ def _with_metadata(path: Path, key: str, raw_value: bytes) -> Path:
     return path
 
 
-def test_metadata_that_is_not_utf8_is_tolerated(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+# Both CPU backends read ONNX metadata (OpenVINO's own reader raises on non-UTF-8; it falls back to onnx's).
+_CPU_BACKENDS = ["onnxruntime", "openvino"]
+
+
+@pytest.mark.parametrize("backend", _CPU_BACKENDS)
+def test_metadata_that_is_not_utf8_is_tolerated(tmp_path: Path, capsys: pytest.CaptureFixture, backend: str) -> None:
     from edgepose import EdgePose
     from edgepose.cli.convert import onnx_model_info
 
+    pytest.importorskip(backend)
     bad = _with_metadata(tmp_path / "badmeta.onnx", "note", b"\xff\xfe\xfd note \xc3\x28\x80")
-    with EdgePose(str(bad), backend="onnxruntime") as model, EdgePose(str(need(SMALL)), backend="onnxruntime") as plain:
+    with EdgePose(str(bad), backend=backend) as model, EdgePose(str(need(SMALL)), backend=backend) as plain:
         same = {"name": "x", "keypoint_offset": (0.0, 0.0)}  # both follow the file name
         assert model.spec.replace(**same) == plain.spec.replace(**same)
         assert "\ufffd note" in model.backend.metadata["note"]
     info = onnx_model_info(bad.read_bytes(), str(bad))
     assert all(isinstance(v, str) for v in info.metadata.values()) and "\ufffd" in info.metadata["note"]
-    assert main(["info", str(bad), "--json", "-b", "onnxruntime"]) == 0
+    assert main(["info", str(bad), "--json", "-b", backend]) == 0
     assert json.loads(capsys.readouterr().out)["spec"]["input_layout"] == "NHWC"
 
 
-def test_spec_metadata_that_is_not_utf8_is_a_spec_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("backend", _CPU_BACKENDS)
+def test_spec_metadata_that_is_not_utf8_is_a_spec_error(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        backend: str) -> None:
+    pytest.importorskip(backend)
     bad = _with_metadata(tmp_path / "badspec.onnx", "edgepose_spec", b'{"paf_stride": \xff8}')
-    line = _error(capsys, main(["info", str(bad), "-b", "onnxruntime"]))
+    line = _error(capsys, main(["info", str(bad), "-b", backend]))
     assert "edgepose_spec" in line and "not valid JSON" in line, line
 
 

@@ -82,12 +82,7 @@ class OpenVinoBackend(BackendBase):
         self._outputs = [TensorSpec(_name(p), _dims(p.get_partial_shape()),
                                     _OV_DTYPES.get(p.get_element_type().get_type_name(), "float32"))
                          for p in self._model.outputs]
-        try:
-            # The ONNX metadata_props, as the ONNX frontend files them.
-            meta = self._model.get_rt_info("framework").astype(dict) if self._model.has_rt_info("framework") else {}
-            self._metadata = {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in meta.items()}
-        except Exception:  # rt_info layouts differ between OpenVINO versions; metadata is optional
-            self._metadata = {}
+        self._metadata = self._read_metadata(data)
         try:
             # One compiled model for every input size: OpenVINO's CPU plugin takes dynamic shapes (measured
             # here on the OMZ model: within a few per cent of a model compiled for one static size), so a
@@ -98,6 +93,24 @@ class OpenVinoBackend(BackendBase):
         self._request = self._compiled.create_infer_request()
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: bf16, f32, f16
         self._ran_precision = str(hint.get_type_name() if hasattr(hint, "get_type_name") else hint)
+
+    def _read_metadata(self, data: Any) -> Dict[str, str]:
+        """The ONNX ``metadata_props``, as the ONNX frontend files them in the model's rt_info; where
+        that fails (a value that is not UTF-8 makes OpenVINO's string conversion raise; rt_info layouts
+        differ between versions), read from the ONNX file itself as the ONNX Runtime backend does,
+        so an embedded ``edgepose_spec`` is never silently dropped."""
+        try:
+            meta = self._model.get_rt_info("framework").astype(dict) if self._model.has_rt_info("framework") else {}
+            return {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in meta.items()}
+        except Exception:
+            pass
+        try:
+            from ..formats.detect import onnx_metadata
+
+            return onnx_metadata(data, self._source)
+        except ImportError as e:
+            raise ModelFormatError(f"openvino cannot read the metadata of {self._source} and the onnx package "
+                                   "that reads it otherwise is not installed: pip install onnx") from e
 
     @property
     def version(self) -> str:
